@@ -1,0 +1,59 @@
+"""`avs ...` sub-commands. Each one loads `params.yaml`, runs one stage function and reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from avs.config import ConfigError, load_config
+from avs.data.errors import DataError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="avs", description="Robust audio-visual segmentation workflow.")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("fetch", help="build the embedded dataset, or check and index a real one")
+    commands.add_parser("preprocess", help="decode clips into Parquet shards under data/shards/")
+    info = commands.add_parser("shards", help="summarise a shard folder's manifest")
+    info.add_argument("folder", type=Path, help="e.g. data/shards/stamps")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "shards":
+            return _print_shards(args.folder)
+        from avs.data import stages
+
+        cfg = load_config(args.params)
+        if args.command == "fetch":
+            summary = stages.fetch(cfg, progress=not args.no_progress)
+            print(json.dumps({k: v for k, v in summary.items() if k != "missing"}, indent=1))
+        elif args.command == "preprocess":
+            manifest = stages.preprocess(cfg, progress=not args.no_progress)
+            _report(manifest)
+    except (ConfigError, DataError) as err:
+        print(f"avs {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_shards(folder: Path) -> int:
+    from avs.data.preprocess import read_manifest
+
+    _report(read_manifest(folder))
+    return 0
+
+
+def _report(manifest: dict) -> None:
+    print(f"{manifest['dataset']}: {manifest['clips']} clips, {manifest['bytes'] / 1e6:.1f} MB, "
+          f"schema v{manifest['schema_version']}")
+    for split, info in manifest["splits"].items():
+        print(f"  {split:5s} {info['clips']:6d} clips in {len(info['shards'])} shards  {info['subsets']}")
+    for item in manifest["skipped"]:
+        print(f"  skipped {item['clip_id']}: {item['file']}: {item['reason']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

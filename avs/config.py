@@ -1,0 +1,215 @@
+"""Typed configuration: `params.yaml` mirrored as frozen dataclasses.
+
+`load_config(path)` is the one way in. It rejects unknown keys, wrong types and out-of-range
+values with a `ConfigError` that names the key and the expected form, e.g.
+``params.yaml: preprocess.jpeg_quality: expected an int in [1, 100], got 150``.
+
+Ranges and choices live next to each field (`field(metadata=...)` and `Literal`), so the
+dataclasses stay the single description of what a valid configuration is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DatasetName = Literal[
+    "stamps", "avsbench_s4", "avsbench_ms3", "avss", "vpo_ss", "vpo_ms", "vpo_msmi"
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset the pipeline runs on, and where a real one lives on disk."""
+
+    dataset: DatasetName = "stamps"
+    # Root of a real dataset on local disk (required unless dataset == "stamps").
+    root: str | None = None
+    # VPO only: the folder holding the VGGSound wav files named by the CSV's `vgg_file`.
+    audio_root: str | None = None
+    # VPO only: which CSV/audio variant to read.
+    vpo_audio: Literal["mono", "stereo"] = "mono"
+    # A real dataset with files missing is an error at fetch unless this is true; preprocess then
+    # raises or skips those clips according to preprocess.on_error.
+    allow_incomplete: bool = False
+
+
+@dataclass(frozen=True)
+class StampsClips:
+    """Number of clips per subset of the embedded dataset (all splits together)."""
+
+    s4: int = field(default=160, metadata=_range(3))
+    ms3: int = field(default=160, metadata=_range(3))
+    hard: int = field(default=120, metadata=_range(3))
+
+
+@dataclass(frozen=True)
+class StampsConfig:
+    """The embedded dataset composed from Debian's tuxpaint-stamps-default."""
+
+    seed: int = 0
+    image_size: int = field(default=224, metadata=_range(32, 1024))
+    num_frames: int = field(default=5, metadata=_range(1, 20))
+    clips: StampsClips = field(default_factory=StampsClips)
+    val_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5))
+    test_fraction: float = field(default=0.2, metadata=_range(0.0, 0.5))
+    # Level of the background noise mixed into every second, in dB relative to full scale.
+    noise_dbfs: float = field(default=-50.0, metadata=_range(-120.0, -20.0))
+    # Level each sounding object's recording is normalised to (RMS, dBFS).
+    source_dbfs: float = field(default=-20.0, metadata=_range(-60.0, -3.0))
+    video_fps: int = field(default=4, metadata=_range(1, 30))
+    # Where `make setup` puts tuxpaint-stamps-default_*.deb (relative to the repo root).
+    deb_dir: str = ".cache/debs"
+    # Where the .deb is unpacked (relative to the repo root).
+    unpack_dir: str = ".cache/tuxpaint-stamps"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How source clips become Parquet shards."""
+
+    # Frames and masks are resized to this square size; null keeps each source's own size.
+    image_size: int | None = field(default=224, metadata=_range(32, 2048))
+    jpeg_quality: int = field(default=90, metadata=_range(1, 100))
+    shard_target_mb: float = field(default=64.0, metadata=_range(0.001, 4096.0))
+    num_workers: int = field(default=2, metadata=_range(1, 256))
+    # raise: stop at the first bad clip; skip: leave it out and list it in the manifest.
+    on_error: Literal["raise", "skip"] = "raise"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole of `params.yaml`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    stamps: StampsConfig = field(default_factory=StampsConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.dataset != "stamps" and not self.data.root:
+            raise ConfigError(
+                f"data.root: dataset '{self.data.dataset}' is a real dataset; set data.root "
+                "to the local folder that holds it (see README, 'Real datasets')"
+            )
+        if self.stamps.val_fraction + self.stamps.test_fraction >= 0.9:
+            raise ConfigError(
+                "stamps.val_fraction + stamps.test_fraction: expected a sum below 0.9, got "
+                f"{self.stamps.val_fraction + self.stamps.test_fraction:g}"
+            )
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate `params.yaml`.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The validated `Config`.
+
+    Raises:
+        ConfigError: naming the file, the dotted key and the expected form.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build a `Config` from plain data (as parsed from YAML), validating everything."""
+    return _build(Config, raw, prefix="")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved configuration as plain data (for logging and manifests)."""
+    return dataclasses.asdict(cfg)
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (expected one of: {', '.join(sorted(fields))})"
+        )
+    values = {
+        name: _convert(hints[name], raw[name], fields[name], prefix + name)
+        for name in raw
+    }
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, fld: dataclasses.Field, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key}: expected a value, got null")
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, fld, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected {_describe(hint, fld)}, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected {_describe(hint, fld)}, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    else:  # pragma: no cover - a field type this loader does not know is a programming error
+        raise TypeError(f"{key}: unsupported field type {hint!r}")
+    lo, hi = fld.metadata.get("min"), fld.metadata.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{key}: expected {_describe(hint, fld)}, got {value!r}")
+    return value
+
+
+def _describe(hint: type, fld: dataclasses.Field) -> str:
+    kind = "an int" if hint is int else "a number"
+    lo, hi = fld.metadata.get("min"), fld.metadata.get("max")
+    if lo is not None and hi is not None:
+        return f"{kind} in [{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f"{kind} >= {lo:g}"
+    if hi is not None:
+        return f"{kind} <= {hi:g}"
+    return kind

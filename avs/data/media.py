@@ -1,0 +1,172 @@
+"""Reading and writing clip media: video frames (decord), audio (decord / soundfile), mp4 (PyAV).
+
+Every read failure becomes a `DataError` naming the file, so a bad clip is reported (or skipped
+with `preprocess.on_error: skip`) instead of crashing a worker with a library traceback.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from avs.data.errors import DataError
+
+SAMPLE_RATE = 16_000
+AUDIO_FILE_SUFFIXES = {".wav", ".ogg", ".flac"}
+# Silence below this peak amplitude (about -80 dBFS) counts as "no signal at all".
+SILENT_PEAK = 1e-4
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB image as (H, W, 3) uint8."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except OSError as err:
+        raise DataError(path, f"cannot decode image: {err}") from None
+
+
+def read_png_values(path: Path) -> np.ndarray:
+    """The raw stored values of a mask PNG: (H, W) uint8 indices, or (H, W, 3) for RGB."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("RGB", "RGBA"):
+                return np.asarray(img.convert("RGB"))
+            if img.mode in ("P", "L", "1"):
+                return np.asarray(img).astype(np.uint8)
+            if img.mode in ("I", "I;16", "LA"):
+                return np.asarray(img.convert("L"))
+            raise DataError(path, f"unsupported mask PNG mode {img.mode}")
+    except FileNotFoundError:
+        raise DataError(path, "mask file not found") from None
+    except OSError as err:
+        raise DataError(path, f"cannot decode mask: {err}") from None
+
+
+def read_video_frames(path: Path, num_frames: int) -> np.ndarray:
+    """The frame at the middle of each of the first `num_frames` seconds.
+
+    Returns:
+        (T, H, W, 3) uint8 RGB.
+    """
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+        fps = float(reader.get_avg_fps())
+        length = len(reader)
+    except FileNotFoundError:
+        raise DataError(path, "video file not found") from None
+    except (RuntimeError, decord.DECORDError) as err:
+        raise DataError(path, f"cannot open video (corrupt or truncated?): {_first_line(err)}") from None
+    if fps <= 0 or length == 0:
+        raise DataError(path, "video has no frames")
+    duration = length / fps
+    if duration + 0.5 / fps < num_frames:
+        raise DataError(path, f"video is {duration:.2f} s long; {num_frames} s are needed")
+    indices = [min(int((t + 0.5) * fps), length - 1) for t in range(num_frames)]
+    try:
+        return reader.get_batch(indices).asnumpy()
+    except (RuntimeError, decord.DECORDError) as err:
+        raise DataError(path, f"cannot decode video frames (truncated?): {_first_line(err)}") from None
+
+
+def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 audio at `sample_rate`, from an audio file or a video's audio track.
+
+    Raises:
+        DataError: the file is missing, unreadable, has no audio track or is silent throughout.
+    """
+    if not Path(path).is_file():
+        raise DataError(path, "audio file not found")
+    if Path(path).suffix.lower() in AUDIO_FILE_SUFFIXES:
+        waveform = _read_audio_file(path, sample_rate)
+    else:
+        waveform = _read_audio_track(path, sample_rate)
+    if waveform.size == 0:
+        raise DataError(path, "audio track is empty")
+    if float(np.abs(waveform).max()) < SILENT_PEAK:
+        raise DataError(path, "audio track is silent throughout")
+    return waveform
+
+
+def _read_audio_file(path: Path, sample_rate: int) -> np.ndarray:
+    import soundfile
+
+    try:
+        data, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as err:
+        raise DataError(path, f"cannot decode audio: {err}") from None
+    return resample(data.mean(axis=1), source_rate, sample_rate)
+
+
+def _read_audio_track(path: Path, sample_rate: int) -> np.ndarray:
+    import decord
+
+    try:
+        reader = decord.AudioReader(str(path), sample_rate=sample_rate, mono=True)
+        return reader[:].asnumpy().reshape(-1).astype(np.float32)
+    except (RuntimeError, decord.DECORDError) as err:
+        message = _first_line(err)
+        if "find audio stream" in message:
+            raise DataError(path, "video has no audio track") from None
+        raise DataError(path, f"cannot decode audio track: {message}") from None
+
+
+def resample(waveform: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Band-limited resampling of a mono waveform (torchaudio)."""
+    if source_rate == target_rate:
+        return waveform.astype(np.float32, copy=False)
+    import torch
+    import torchaudio.functional as AF
+
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)),
+                      int(source_rate), int(target_rate))
+    return out.numpy()
+
+
+def write_clip_video(
+    path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int = SAMPLE_RATE
+) -> None:
+    """Write an H.264 + AAC mp4 in which frame t is shown throughout second t.
+
+    Args:
+        path: the mp4 to write (its parent must exist).
+        frames: (T, H, W, 3) uint8, one image per second; H and W must be even.
+        audio: (N,) float32 mono in [-1, 1].
+        fps: video frame rate; each image is repeated `fps` times.
+        sample_rate: audio sample rate.
+    """
+    import av
+
+    height, width = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "17", "preset": "veryfast"}
+        sound = container.add_stream("aac", rate=sample_rate)
+        sound.layout = "mono"
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            for _ in range(fps):
+                container.mux(video.encode(frame))
+        container.mux(video.encode())
+        chunk = av.AudioFrame.from_ndarray(
+            np.clip(audio, -1.0, 1.0).astype(np.float32)[None, :], format="fltp", layout="mono"
+        )
+        chunk.sample_rate = sample_rate
+        # An explicit pts lets the muxer write an edit list for the AAC encoder's priming
+        # samples, so readers (decord included) return audio aligned with the video.
+        chunk.pts, chunk.time_base = 0, Fraction(1, sample_rate)
+        container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1] if text else type(err).__name__

@@ -1,0 +1,181 @@
+"""The preprocess stage: decode every clip of a source, compute log-mels, write Parquet shards.
+
+Clips are decoded in parallel worker processes, in input order, so the same inputs and params give
+the same shards. Output is written to a scratch folder and swapped in at the end: a crash or a
+bad clip (with `on_error: raise`) leaves the previous shards untouched and no partial output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from avs.config import PreprocessConfig, config_to_dict
+from avs.data.audio import log_mel
+from avs.data.clip import ClipRef, load_clip
+from avs.data.errors import DataError
+from avs.data.shards import SCHEMA, SCHEMA_VERSION, encode_clip
+from avs.data.sources.base import SPLITS, Source
+
+MANIFEST = "manifest.json"
+ROW_GROUP_CLIPS = 32  # small row groups let Ray Data split a shard across readers
+
+
+@dataclass
+class _SplitWriter:
+    """Accumulates one split's rows and writes a shard whenever they reach the target size."""
+
+    folder: Path
+    target_bytes: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    pending_bytes: int = 0
+    shards: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any], size: int) -> None:
+        self.rows.append(row)
+        self.pending_bytes += size
+        if self.pending_bytes >= self.target_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"part-{len(self.shards):05d}.parquet"
+        table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
+        pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_CLIPS)
+        self.shards.append({
+            "path": f"{self.folder.name}/{path.name}",
+            "clips": len(self.rows),
+            "bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+        })
+        self.rows, self.pending_bytes = [], 0
+
+
+def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, progress: bool = True) -> dict[str, Any]:
+    """Write the shards and manifest of `source` to `out_dir` (replaced atomically).
+
+    Returns:
+        The manifest.
+
+    Raises:
+        DataError: the first bad clip, when `cfg.on_error == "raise"`.
+    """
+    scratch = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    target = int(cfg.shard_target_mb * 1024 * 1024)
+    writers = {split: _SplitWriter(scratch / split, target) for split in SPLITS}
+    subsets: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    skipped = []
+    jobs = [(ref, source.name, cfg.image_size, cfg.jpeg_quality) for ref in source.clips]
+    pool = None
+    try:
+        if cfg.num_workers > 1 and len(jobs) > 1:
+            pool = multiprocessing.get_context("spawn").Pool(cfg.num_workers, initializer=_init_worker)
+            results = pool.imap(_process_clip, jobs, chunksize=1)
+        else:
+            results = map(_process_clip, jobs)
+        bar = tqdm(results, total=len(jobs), desc=f"preprocess {source.name}", unit="clip", disable=not progress)
+        for ref, outcome in zip(source.clips, bar):
+            if isinstance(outcome, DataError):
+                if cfg.on_error == "raise":
+                    raise outcome
+                skipped.append({"clip_id": ref.clip_id, "split": ref.split, "file": outcome.path,
+                                "reason": outcome.reason})
+                continue
+            row, size = outcome
+            writers[ref.split].add(row, size)
+            subsets[ref.split][ref.subset] = subsets[ref.split].get(ref.subset, 0) + 1
+        for writer in writers.values():
+            writer.flush()
+        manifest = _manifest(source, cfg, writers, subsets, skipped)
+        (scratch / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    _swap_in(scratch, out_dir)
+    return manifest
+
+
+def read_manifest(shards_dir: Path) -> dict[str, Any]:
+    path = shards_dir / MANIFEST
+    if not path.is_file():
+        raise DataError(path, "shard manifest not found: run the preprocess stage")
+    return json.loads(path.read_text())
+
+
+def _process_clip(job: tuple[ClipRef, str, int | None, int]) -> tuple[dict[str, Any], int] | DataError:
+    ref, dataset, image_size, quality = job
+    try:
+        clip = load_clip(ref)
+        row = encode_clip(clip, dataset, log_mel(clip.audio), image_size, quality)
+    except DataError as err:
+        return err
+    size = sum(len(b) for b in row["frames"]) + sum(len(b or b"") for b in row["masks"])
+    size += sum(len(b) for b in row["visible_masks"] or ()) + row["log_mel"].nbytes
+    return row, size
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; torch's own threads would oversubscribe
+
+
+def _manifest(source: Source, cfg: PreprocessConfig, writers: dict[str, _SplitWriter],
+              subsets: dict[str, dict[str, int]], skipped: list[dict[str, str]]) -> dict[str, Any]:
+    splits = {
+        split: {
+            "clips": sum(s["clips"] for s in writer.shards),
+            "bytes": sum(s["bytes"] for s in writer.shards),
+            "subsets": dict(sorted(subsets[split].items())),
+            "shards": writer.shards,
+        }
+        for split, writer in writers.items()
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": source.name,
+        "label_kind": source.label_kind,
+        "num_classes": source.num_classes,
+        "categories": source.categories,
+        "preprocess": config_to_dict(cfg),
+        "clips": sum(s["clips"] for s in splits.values()),
+        "bytes": sum(s["bytes"] for s in splits.values()),
+        "splits": splits,
+        "skipped": skipped,
+    }
+
+
+def _swap_in(scratch: Path, out_dir: Path) -> None:
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    scratch.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

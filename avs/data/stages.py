@@ -1,0 +1,85 @@
+"""The data stages as functions: `fetch` (make a dataset available) and `preprocess` (shards).
+
+Paths are fixed by the dataset name: `data/raw/<dataset>/` and `data/shards/<dataset>/`, relative
+to the repository root, so `dvc.yaml` and the code agree on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from avs.config import Config
+from avs.data.errors import DataError
+from avs.data.preprocess import preprocess_source
+from avs.data.sources import open_source
+from avs.data.sources.base import SPLITS, Source
+from avs.data.stamps.build import build_stamps
+
+INDEX = "index.json"
+_MISSING_SHOWN = 10
+
+
+def raw_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
+    return repo_root / "data" / "raw" / cfg.data.dataset
+
+
+def shards_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
+    return repo_root / "data" / "shards" / cfg.data.dataset
+
+
+def fetch(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
+    """Build the embedded dataset, or check a real one in place and index it.
+
+    A real dataset is not copied: `data/raw/<dataset>/index.json` records its root, clip counts
+    and a fingerprint of every file the metadata names (so DVC sees when it changes).
+    """
+    out = raw_dir(cfg, repo_root)
+    if cfg.data.dataset == "stamps":
+        return build_stamps(cfg.stamps, out, repo_root, progress)
+    root = Path(cfg.data.root or "").expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(root, f"dataset folder not found; set data.root to where {cfg.data.dataset} is on disk")
+    source = open_source(cfg.data, root)
+    missing = [(ref, path) for ref in source.clips for path in ref.missing_files()]
+    if missing and not cfg.data.allow_incomplete:
+        shown = "\n".join(f"  {path}  (named by {ref.origin})" for ref, path in missing[:_MISSING_SHOWN])
+        raise DataError(root, f"incomplete {cfg.data.dataset}: {len(missing)} files named by the metadata "
+                              f"are missing, e.g.\n{shown}\nRestore them, or set data.allow_incomplete: true")
+    index = {
+        "dataset": source.name,
+        "root": str(root),
+        "clips": {split: sum(1 for c in source.clips if c.split == split) for split in SPLITS},
+        "missing": [str(path) for _, path in missing],
+        "fingerprint": _fingerprint(source),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{INDEX}.partial"
+    partial.write_text(json.dumps(index, indent=1) + "\n")
+    partial.replace(out / INDEX)
+    return index
+
+
+def preprocess(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
+    """Shard the dataset fetched by `fetch` into `data/shards/<dataset>/`."""
+    raw = raw_dir(cfg, repo_root)
+    if cfg.data.dataset == "stamps":
+        root = raw
+    else:
+        index = raw / INDEX
+        if not index.is_file():
+            raise DataError(index, "not found: run the fetch stage first (`dvc repro fetch`)")
+        root = Path(json.loads(index.read_text())["root"])
+    source = open_source(cfg.data, root)
+    return preprocess_source(source, shards_dir(cfg, repo_root), cfg.preprocess, progress)
+
+
+def _fingerprint(source: Source) -> str:
+    digest = hashlib.sha256()
+    for ref in source.clips:
+        for path in ref.files():
+            stat = path.stat() if path.is_file() else None
+            digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The embedded `stamps` dataset: built offline from Debian's tuxpaint-stamps-default."""
