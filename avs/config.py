@@ -85,7 +85,7 @@ class PreprocessConfig:
     # Frames and masks are resized to this square size; null keeps each source's own size.
     image_size: int | None = field(default=224, metadata=_range(32, 2048))
     jpeg_quality: int = field(default=90, metadata=_range(1, 100))
-    shard_target_mb: float = field(default=64.0, metadata=_range(0.001, 4096.0))
+    shard_target_mb: float = field(default=16.0, metadata=_range(0.001, 4096.0))
     num_workers: int = field(default=2, metadata=_range(1, 256))
     # raise: stop at the first bad clip; skip: leave it out and list it in the manifest.
     on_error: Literal["raise", "skip"] = "raise"

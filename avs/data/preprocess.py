@@ -129,7 +129,7 @@ def _process_clip(job: tuple[ClipRef, str, int | None, int]) -> tuple[dict[str, 
     except DataError as err:
         return err
     size = sum(len(b) for b in row["frames"]) + sum(len(b or b"") for b in row["masks"])
-    size += sum(len(b) for b in row["visible_masks"] or ()) + row["log_mel"].nbytes
+    size += sum(len(b) for b in row["visible_masks"] or ()) + sum(m.nbytes for m in row["log_mel"])
     return row, size
 
 

@@ -82,7 +82,7 @@ def encode_clip(clip: Clip, dataset: str, log_mel: np.ndarray, image_size: int |
         "mask_annotated": clip.annotated.tolist(),
         "sounding": clip.sounding.tolist(),
         "visible_masks": visible,
-        "log_mel": log_mel.reshape(ref.num_frames, -1),
+        "log_mel": list(log_mel.reshape(ref.num_frames, -1)),
     }
 
 

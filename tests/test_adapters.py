@@ -1,0 +1,96 @@
+"""Each real layout round-trips: fixture -> adapter -> Parquet shards -> decoded arrays."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from avs.config import DataConfig, PreprocessConfig
+from avs.data.audio import log_mel, split_seconds
+from avs.data.preprocess import preprocess_source
+from avs.data.shards import decode_row
+from avs.data.sources import open_source
+from tests import layouts
+
+JPEG_TOLERANCE = 4.0  # mean absolute difference, grey levels
+
+
+def _round_trip(source, tmp_path: Path) -> dict:
+    cfg = PreprocessConfig(image_size=None, jpeg_quality=95, num_workers=1)
+    manifest = preprocess_source(source, tmp_path / "shards", cfg, progress=False)
+    decoded = {}
+    for split, info in manifest["splits"].items():
+        for shard in info["shards"]:
+            for row in pq.read_table(tmp_path / "shards" / shard["path"]).to_pylist():
+                assert row["split"] == split
+                decoded[row["clip_id"]] = decode_row(row)
+    return decoded
+
+
+def _check(decoded, expected, seconds_offset: float = 0.0):
+    assert sorted(decoded) == sorted(expected)
+    for clip_id, truth in expected.items():
+        clip = decoded[clip_id]
+        assert clip.split == truth.split, clip_id
+        np.testing.assert_array_equal(clip.masks, truth.masks, err_msg=clip_id)  # bit-exact
+        assert clip.mask_annotated.tolist() == truth.annotated, clip_id
+        assert clip.frames.shape == truth.frames.shape
+        error = np.abs(clip.frames.astype(float) - truth.frames.astype(float)).mean()
+        assert error < JPEG_TOLERANCE, (clip_id, error)
+        start = int(seconds_offset * 16000)
+        audio = split_seconds(truth.audio[start:], len(truth.annotated), clip_id)
+        np.testing.assert_allclose(clip.log_mel, log_mel(audio), atol=1e-4)
+        if truth.category_ids:
+            assert clip.category_ids == truth.category_ids, clip_id
+
+
+def test_avsbench_s4(tmp_path):
+    expected = layouts.write_s4(tmp_path / "AVSBench")
+    source = open_source(DataConfig(dataset="avsbench_s4", root="x"), tmp_path / "AVSBench")
+    decoded = _round_trip(source, tmp_path)
+    _check(decoded, expected)
+    train = decoded["s4/clipA"]
+    assert train.mask_annotated.tolist() == [True, False, False, False, False]
+    assert train.sounding.all()  # S4: the single source sounds throughout
+    assert source.categories == {"background": 0, "baby": 1, "dog": 2}
+
+
+def test_avsbench_ms3_flat_and_nested_frames(tmp_path):
+    expected = layouts.write_ms3(tmp_path / "AVSBench")
+    source = open_source(DataConfig(dataset="avsbench_ms3", root="x"), tmp_path / "AVSBench")
+    decoded = _round_trip(source, tmp_path)
+    _check(decoded, expected)
+    for clip in decoded.values():  # the silent second has an empty mask and is not sounding
+        assert clip.sounding.tolist() == [True, True, False, True, True]
+
+
+def test_avss_semantic_and_palette_masks(tmp_path):
+    expected = layouts.write_avss(tmp_path / "AVSS")
+    source = open_source(DataConfig(dataset="avss", root="x"), tmp_path / "AVSS")
+    assert source.num_classes == 71 and source.label_kind == "semantic"
+    decoded = _round_trip(source, tmp_path)
+    _check(decoded, expected)
+    assert decoded["v2/uidV"].frames.shape[0] == 10
+    assert decoded["v1s/uidS"].mask_annotated.tolist() == [True, False, False, False, False]
+
+
+@pytest.mark.parametrize("subset", ["ss", "msmi"])
+def test_vpo_union_of_instances(tmp_path, subset):
+    expected = layouts.write_vpo(tmp_path / "VPO_root", subset)
+    cfg = DataConfig(dataset=f"vpo_{subset}", root="x")
+    source = open_source(cfg, tmp_path / "VPO_root")
+    decoded = _round_trip(source, tmp_path)
+    _check(decoded, expected, seconds_offset=1.0)  # the middle second of the 3 s VGGSound clip
+
+
+def test_missing_layout_is_a_clear_error(tmp_path):
+    from avs.data.errors import DataError
+
+    with pytest.raises(DataError, match=r"s4_data: folder not found: expected the S4 data folder"):
+        open_source(DataConfig(dataset="avsbench_s4", root="x"), tmp_path)
+    with pytest.raises(DataError, match=r"label2idx.json: label map not found"):
+        open_source(DataConfig(dataset="avss", root="x"), tmp_path)
+    with pytest.raises(DataError, match=r"VGGSound wav folder"):
+        (tmp_path / "VPO" / "VPO-SS").mkdir(parents=True)
+        open_source(DataConfig(dataset="vpo_ss", root="x"), tmp_path)
