@@ -71,9 +71,31 @@ def read_video_frames(path: Path, num_frames: int) -> np.ndarray:
         raise DataError(path, f"video is {duration:.2f} s long; {num_frames} s are needed")
     indices = [min(int((t + 0.5) * fps), length - 1) for t in range(num_frames)]
     try:
-        return reader.get_batch(indices).asnumpy()
-    except (RuntimeError, decord.DECORDError) as err:
-        raise DataError(path, f"cannot decode video frames (truncated?): {_first_line(err)}") from None
+        frames = reader.get_batch(indices).asnumpy()
+    except (RuntimeError, decord.DECORDError):
+        frames = None
+    if frames is None or frames.ndim != 4 or frames.shape[-1] != 3:
+        # decord mis-sizes some small frames (e.g. 48 x 48); PyAV decodes them correctly.
+        frames = _read_frames_pyav(path, indices)
+    return frames
+
+
+def _read_frames_pyav(path: Path, indices: list[int]) -> np.ndarray:
+    import av
+
+    wanted, frames = set(indices), {}
+    try:
+        with av.open(str(path)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in wanted:
+                    frames[index] = frame.to_ndarray(format="rgb24")
+                if index >= max(indices):
+                    break
+    except av.FFmpegError as err:
+        raise DataError(path, f"cannot decode video frames (truncated?): {err}") from None
+    if len(frames) < len(wanted):
+        raise DataError(path, f"video ends after {len(frames)} of the frames needed (truncated?)")
+    return np.stack([frames[i] for i in indices])
 
 
 def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -148,9 +148,9 @@ def load_avss(root: Path) -> Source:
 
 
 def _frames_or_video(frames_dir: Path, names: list[str], video: Path) -> tuple[Path, ...] | Path:
-    if not frames_dir.is_dir() and video.is_file():
-        return video
-    return tuple(frames_dir / n for n in names)
+    """Extracted frames when there are any, else the clip's video."""
+    frames = tuple(frames_dir / n for n in names)
+    return video if (not frames[0].is_file() and video.is_file()) else frames
 
 
 def _wav_or_video(wav: Path, video: Path) -> Path:

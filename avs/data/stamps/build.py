@@ -47,6 +47,7 @@ class PlannedClip:
     name: str
     split: str
     category: str  # s4: the object; ms3/hard: unused
+    composition: str  # what decides the split: objects (and background / sounding one)
     scene: Scene
 
 
@@ -106,7 +107,7 @@ def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp],
         quotas[split] -= 1
         scene = Scene(crop_background(rng, photo, cfg.image_size), objects)
         name = f"{subset}_{len(planned):04d}"
-        planned.append(PlannedClip(subset, name, split, objects[0].stamp.name, scene))
+        planned.append(PlannedClip(subset, name, split, objects[0].stamp.name, key, scene))
     return planned
 
 
@@ -211,7 +212,8 @@ def _write_subset(cfg: StampsConfig, root: Path, subset: str, plan: list[Planned
         writer.writerow(header)
         writer.writerows(rows)
     counts = {s: sum(1 for c in plan if c.split == s) for s in ("train", "val", "test")}
-    return {"clips": len(plan), "splits": counts}
+    compositions = {c.name: {"split": c.split, "composition": c.composition} for c in plan}
+    return {"clips": len(plan), "splits": counts, "compositions": compositions}
 
 
 def _write_masks(folder: Path, name: str, masks: np.ndarray) -> None:
