@@ -42,6 +42,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/preprocess_throughput.py
+	$(BIN)/python benchmarks/dpc_knn_cost.py
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)
