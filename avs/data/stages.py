@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
 from avs.config import Config
+from avs.data.clip import ClipRef
 from avs.data.errors import DataError
 from avs.data.preprocess import preprocess_source
 from avs.data.sources import open_source
@@ -43,7 +45,7 @@ def fetch(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     if not root.is_dir():
         raise DataError(root, f"dataset folder not found; set data.root to where {cfg.data.dataset} is on disk")
     source = open_source(cfg.data, root)
-    missing = [(ref, path) for ref in source.clips for path in ref.missing_files()]
+    missing, fingerprint = _scan(source)
     if missing and not cfg.data.allow_incomplete:
         shown = "\n".join(f"  {path}  (named by {ref.origin})" for ref, path in missing[:_MISSING_SHOWN])
         raise DataError(root, f"incomplete {cfg.data.dataset}: {len(missing)} files named by the metadata "
@@ -53,7 +55,7 @@ def fetch(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         "root": str(root),
         "clips": {split: sum(1 for c in source.clips if c.split == split) for split in SPLITS},
         "missing": [str(path) for _, path in missing],
-        "fingerprint": _fingerprint(source),
+        "fingerprint": fingerprint,
     }
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".{INDEX}.partial"
@@ -76,10 +78,20 @@ def preprocess(cfg: Config, repo_root: Path = Path("."), progress: bool = True) 
     return preprocess_source(source, shards_dir(cfg, repo_root), cfg.preprocess, progress)
 
 
-def _fingerprint(source: Source) -> str:
+def _scan(source: Source) -> tuple[list[tuple[ClipRef, Path]], str]:
+    """One stat of every file the metadata names: the missing ones, and a fingerprint of all."""
     digest = hashlib.sha256()
+    missing = []
     for ref in source.clips:
         for path in ref.files():
-            stat = path.stat() if path.is_file() else None
-            digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
-    return digest.hexdigest()
+            try:
+                info = path.stat()
+            except OSError:
+                info = None
+            if info is None or not stat.S_ISREG(info.st_mode):  # as ClipRef.missing_files: files only
+                missing.append((ref, path))
+                size = mtime = -1
+            else:
+                size, mtime = info.st_size, info.st_mtime_ns
+            digest.update(f"{path}|{size}|{mtime}\n".encode())
+    return missing, digest.hexdigest()

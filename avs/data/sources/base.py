@@ -69,11 +69,11 @@ def read_metadata_csv(path: Path, columns: dict[str, int]) -> list[CsvRow]:
     where = {name: header.index(name) if name in header else pos for name, pos in columns.items()}
     for name in header:  # optional extra columns (e.g. the stamps set's `categories`)
         where.setdefault(name, header.index(name))
+    needed = max(where[name] for name in columns)
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         if not any(cell.strip() for cell in line):
             continue
-        needed = max(where[name] for name in columns)
         if len(line) <= needed:
             raise DataError(path, f"line {number} has {len(line)} columns; expected at least {needed + 1}")
         values = {name: line[pos].strip() for name, pos in where.items() if pos < len(line)}
