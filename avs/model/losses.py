@@ -1,0 +1,151 @@
+"""Losses (METHOD.md): L = L_seg + lambda_cst L_cst + lambda_unc L_unc, as a dict of named terms.
+
+Targets:
+    masks     (B, T, H, W) long: 0/1 for binary data, class indices for AVSS; IGNORE marks
+              pixels that carry no label (AVSS padding)
+    labelled  (B, T) bool: the frame has a ground-truth mask (AVSBench S4 train annotates only
+              its first frame); unlabelled frames contribute no segmentation or evidential loss
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from avs.config import LossConfig
+from avs.model.ama import Alignment
+
+IGNORE = 255
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """BCE + Dice + IoU for binary logits (N, 1, H, W); CE + Dice for class logits (N, K, H, W).
+
+    Dice and IoU are soft, per frame, then averaged over frames.
+    """
+    valid = (masks != IGNORE).float()  # (N, H, W)
+    if logits.shape[1] == 1:
+        target = (masks == 1).float()
+        logit = logits[:, 0]
+        bce = (F.binary_cross_entropy_with_logits(logit, target, reduction="none") * valid).sum() / valid.sum().clamp(min=1)
+        prob = torch.sigmoid(logit) * valid
+        inter = (prob * target).flatten(1).sum(1)
+        total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
+        dice = 1 - (2 * inter + 1) / (total + 1)
+        iou = 1 - (inter + 1) / (total - inter + 1)
+        return {"bce": bce, "dice": dice.mean(), "iou": iou.mean()}
+    ce = F.cross_entropy(logits, masks, ignore_index=IGNORE)
+    prob = logits.softmax(dim=1) * valid[:, None]  # (N, K, H, W)
+    target = F.one_hot(masks.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).float() * valid[:, None]
+    inter = (prob * target).flatten(2).sum(2)  # (N, K)
+    total = prob.flatten(2).sum(2) + target.flatten(2).sum(2)
+    present = target.flatten(2).sum(2) > 0  # Dice over the classes present in each frame
+    dice = (1 - (2 * inter + 1) / (total + 1))[present]
+    return {"ce": ce, "dice": dice.mean() if dice.numel() else logits.sum() * 0}
+
+
+def evidential_loss(evidence: torch.Tensor, masks: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    """Evidential cross-entropy (digamma form) + kl_weight * KL(Dir(alpha~) || Dir(1)), per pixel mean.
+
+    Args:
+        evidence: (N, K, H, W) >= 0.
+        masks: (N, H, W) class indices (binary: 0/1), IGNORE where unlabelled.
+    """
+    k = evidence.shape[1]
+    valid = masks != IGNORE
+    alpha = (evidence + 1).permute(0, 2, 3, 1)[valid]  # (M, K)
+    target = F.one_hot(masks[valid], k).to(alpha.dtype)  # (M, K)
+    strength = alpha.sum(-1, keepdim=True)
+    fit = (target * (torch.digamma(strength) - torch.digamma(alpha))).sum(-1)
+    # KL of the Dirichlet with the target's evidence removed, against the uniform Dirichlet
+    tilde = target + (1 - target) * alpha
+    tilde_sum = tilde.sum(-1)
+    kl = (
+        torch.lgamma(tilde_sum)
+        - torch.lgamma(torch.tensor(float(k), device=alpha.device))
+        - torch.lgamma(tilde).sum(-1)
+        + ((tilde - 1) * (torch.digamma(tilde) - torch.digamma(tilde_sum)[:, None])).sum(-1)
+    )
+    return (fit + kl_weight * kl).mean() if alpha.numel() else evidence.sum() * 0
+
+
+def contrastive_loss(
+    aligned: Alignment,
+    positive: torch.Tensor,
+    tau: float,
+) -> torch.Tensor:
+    """InfoNCE over one stage's groups: -log(sum_pos exp(cos(a, g)/tau) / sum_all exp(cos(a, g)/tau)).
+
+    Args:
+        aligned: the stage's AMA output (audio (N, C), groups (N, P, C), occupied (N, P)).
+        positive: (N, P) bool positives; frames with none are skipped.
+    """
+    similarity = F.cosine_similarity(aligned.audio[:, None], aligned.groups, dim=-1) / tau  # (N, P)
+    similarity = similarity.masked_fill(~aligned.occupied, float("-inf"))
+    positive = positive & aligned.occupied
+    used = positive.any(dim=-1)
+    if not used.any():
+        return similarity.masked_fill(~aligned.occupied, 0).sum() * 0
+    log_all = similarity[used].logsumexp(dim=-1)
+    log_positive = similarity[used].masked_fill(~positive[used], float("-inf")).logsumexp(dim=-1)
+    return (log_all - log_positive).mean()
+
+
+def mask_positives(aligned: Alignment, masks: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Groups whose tokens lie >= 50 % inside the ground truth (`positives: mask`) on labelled frames.
+
+    Args:
+        masks: (N, H, W) targets; anything not background (and not IGNORE) counts as inside.
+        labelled: (N,) bool.
+    """
+    height, width = aligned.features.shape[-2:]
+    inside = ((masks > 0) & (masks != IGNORE)).float()[:, None]
+    fraction = F.adaptive_avg_pool2d(inside, (height, width)).flatten(1)  # (N, L) share of each token inside
+    member = F.one_hot(aligned.assignment, aligned.groups.shape[1]).float()  # (N, L, P)
+    overlap = (member * fraction[..., None]).sum(1) / member.sum(1).clamp(min=1)  # (N, P)
+    return (overlap >= 0.5) & labelled[:, None]
+
+
+def compute_losses(
+    outputs: dict,
+    masks: torch.Tensor,
+    labelled: torch.Tensor,
+    cfg: LossConfig,
+    epoch: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """Every loss term (unweighted) plus `total`, their sum weighted by `cfg`.
+
+    Args:
+        outputs: `RAVS.forward`'s dict.
+        masks: (B, T, H, W) long targets.
+        labelled: (B, T) bool frames with a ground-truth mask.
+        cfg: the weights (`params.yaml: loss`).
+        epoch: training progress in epochs (fractional), for the KL annealing.
+    """
+    logits = outputs["logits"]
+    flat_masks, flat_labelled = masks.flatten(0, 1), labelled.flatten()
+    if flat_labelled.any():
+        terms = segmentation_loss(logits.flatten(0, 1)[flat_labelled], flat_masks[flat_labelled])
+    else:  # no annotated frame in the batch: zero loss that still reaches every logit
+        terms = {"bce" if logits.shape[2] == 1 else "ce": logits.sum() * 0}
+    weights = {"bce": cfg.bce, "dice": cfg.dice, "iou": cfg.iou, "ce": cfg.ce}
+    total = sum(weights[name] * term for name, term in terms.items())
+
+    if outputs["alignments"] and cfg.lambda_cst > 0:
+        per_stage = []
+        for aligned in outputs["alignments"].values():
+            if cfg.cst_positives == "response":
+                positive = aligned.relevance.detach() >= cfg.cst_theta
+            else:
+                positive = mask_positives(aligned, flat_masks, flat_labelled)
+            per_stage.append(contrastive_loss(aligned, positive, cfg.cst_tau))
+        terms["cst"] = torch.stack(per_stage).mean()
+        total = total + cfg.lambda_cst * terms["cst"]
+
+    if outputs["evidence"] is not None and cfg.lambda_unc > 0:
+        kl_weight = min(1.0, epoch / cfg.kl_anneal_epochs) if cfg.kl_anneal_epochs > 0 else 1.0
+        evidence = outputs["evidence"].flatten(0, 1)
+        terms["unc"] = evidential_loss(evidence[flat_labelled], flat_masks[flat_labelled], kl_weight)
+        total = total + cfg.lambda_unc * terms["unc"]
+    terms["total"] = total
+    return terms

@@ -1,0 +1,136 @@
+"""RAVS: the assembled model (METHOD.md) and `build_model(cfg)`, the one place it is wired."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avs.config import Config
+from avs.model.ama import Alignment, AudioGuidedAlignment
+from avs.model.decoder import FPNDecoder, conv_norm_act
+from avs.model.encoders import VGGish, VisualEncoder, build_audio_encoder, build_visual_encoder
+from avs.model.ue import EvidentialHead, dirichlet_uncertainty
+
+
+class RAVS(nn.Module):
+    """Encoders with AMA after chosen stages, an FPN decoder with an audio query, and UE.
+
+    `forward` returns a dict:
+        logits       (B, T, K, H, W) final mask logits m' = (1 - u) m (m when UE is off);
+                     K = 1 (binary: sounding) or the number of classes (AVSS: 71)
+        mask_logits  (B, T, K, H, W) the mask head's logits m
+        uncertainty  (B, T, H, W) u = K_e / S in (0, 1], or None when UE is off
+        evidence     (B, T, K_e, H, W) Dirichlet evidence (K_e = 2 for binary), or None
+        relevance    {stage: (B, T, P)} AMA audio relevances r_p
+        alignments   {stage: Alignment} the contrastive loss's inputs (frames flattened: B*T)
+    """
+
+    def __init__(
+        self,
+        *,
+        visual: VisualEncoder,
+        audio: VGGish,
+        alignments: Mapping[int, AudioGuidedAlignment],
+        decoder: FPNDecoder,
+        decoder_dim: int,
+        num_classes: int,
+        uncertainty: EvidentialHead | None,
+    ):
+        super().__init__()
+        self.visual = visual
+        self.audio = audio
+        self.alignments = nn.ModuleDict({str(stage): module for stage, module in alignments.items()})
+        self.decoder = decoder
+        # The audio query modulating the pixel features: the audio embedding plus every AMA
+        # stage's compact representation z, each projected to the decoder's width.
+        self.audio_query = nn.Linear(audio.embed_dim, decoder_dim)
+        self.compact_query = nn.ModuleDict(
+            {stage: nn.Linear(visual.channels[int(stage) - 1], decoder_dim) for stage in self.alignments}
+        )
+        self.mask_head = nn.Sequential(conv_norm_act(decoder_dim, decoder_dim), nn.Conv2d(decoder_dim, num_classes, 1))
+        self.uncertainty = uncertainty
+        self.num_classes = num_classes
+
+    def forward(self, frames: torch.Tensor, log_mel: torch.Tensor) -> dict:
+        """Args:
+            frames: (B, T, 3, H, W) floats in [0, 1].
+            log_mel: (B, T, 96, 64) each frame's second of audio (avs.data.audio).
+        """
+        b, t, _, height, width = frames.shape
+        audio = self.audio(log_mel.flatten(0, 1))  # (B*T, A)
+        x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
+        features, alignments = [], {}
+        for index, stage in enumerate(self.visual.stages, start=1):
+            x = stage(x)
+            if str(index) in self.alignments:
+                aligned: Alignment = self.alignments[str(index)](x, audio)
+                alignments[index] = aligned
+                x = aligned.features
+            features.append(x)
+
+        pixels = self.decoder(features)  # (B*T, D, H/4, W/4)
+        query = self.audio_query(audio)  # (B*T, D)
+        for index, aligned in alignments.items():
+            query = query + self.compact_query[str(index)](aligned.compact)
+        fused = pixels * (1 + query[:, :, None, None])  # FiLM-style audio modulation
+        mask = self._upsample(self.mask_head(fused), (height, width)).unflatten(0, (b, t))  # (B, T, K, H, W)
+
+        outputs = {
+            "logits": mask,
+            "mask_logits": mask,
+            "uncertainty": None,
+            "evidence": None,
+            "relevance": {i: a.relevance.unflatten(0, (b, t)) for i, a in alignments.items()},
+            "alignments": alignments,
+        }
+        if self.uncertainty is not None:
+            evidence = self.uncertainty(fused.unflatten(0, (b, t)))  # (B, T, K_e, H/4, W/4)
+            evidence = self._upsample(evidence.flatten(0, 1), (height, width)).unflatten(0, (b, t)).clamp(min=0)
+            _, u = dirichlet_uncertainty(evidence)  # (B, T, H, W)
+            outputs.update(logits=(1 - u)[:, :, None] * mask, uncertainty=u, evidence=evidence)
+        return outputs
+
+    @staticmethod
+    def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def build_model(cfg: Config) -> RAVS:
+    """Wire the model from the validated configuration (`params.yaml`: model, data)."""
+    m = cfg.model
+    visual = build_visual_encoder(m.backbone, m.backbone_weights)
+    audio = build_audio_encoder(m.audio_encoder, m.audio_weights)
+    alignments = {}
+    if m.ama.enabled:
+        alignments = {
+            stage: AudioGuidedAlignment(
+                dim=visual.channels[stage - 1],
+                audio_dim=audio.embed_dim,
+                num_groups=m.ama.groups[stage - 1],
+                num_heads=m.ama.heads,
+                knn=m.ama.knn,
+                grouping_tokens=m.ama.grouping_tokens,
+            )
+            for stage in m.ama.stages
+        }
+    num_classes = cfg.num_classes
+    uncertainty = None
+    if m.ue.enabled:
+        uncertainty = EvidentialHead(
+            dim=m.decoder_dim,
+            num_classes=max(2, num_classes),  # binary: evidence for background and sounding
+            num_heads=m.ue.heads,
+            max_frames=m.ue.max_frames,
+        )
+    return RAVS(
+        visual=visual,
+        audio=audio,
+        alignments=alignments,
+        decoder=FPNDecoder(in_channels=visual.channels, dim=m.decoder_dim),
+        decoder_dim=m.decoder_dim,
+        num_classes=num_classes,
+        uncertainty=uncertainty,
+    )

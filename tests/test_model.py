@@ -1,0 +1,167 @@
+"""The RAVS model: shapes for every backbone and head, gradients, ablation switches, AMA and UE facts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avs.config import Config, config_from_dict
+from avs.model import build_model, compute_losses
+from avs.model.ama import AudioGuidedAlignment, group_tokens
+from avs.model.dpc_knn import dpc_knn
+from avs.model.ue import dirichlet_uncertainty
+
+BACKBONES = ["efficientnet_lite0", "tf_efficientnet_lite0", "resnet18", "pvt_v2_b0", "resnet50", "pvt_v2_b5"]
+
+
+def tiny_config(**model) -> Config:
+    """Small groups so that 64 px inputs (16 x 16 tokens at stride 4) still have enough tokens."""
+    raw = {"model": {"ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}, **model}}
+    return config_from_dict(raw)
+
+
+def run(cfg: Config, num_classes: int = 1, frames: int = 2, size: int = 64, seed: int = 0):
+    torch.manual_seed(seed)
+    if num_classes > 1:
+        cfg = config_from_dict({**_plain(cfg), "data": {"dataset": "avss", "root": "/unused"}})
+    model = build_model(cfg)
+    # timm's ResNets start each residual branch's last norm at zero (a trained one is not),
+    # which would hide whether gradients reach the layers before it
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("weight") and not parameter.any():
+                parameter.fill_(1.0)
+    video = torch.rand(2, frames, 3, size, size)
+    log_mel = torch.randn(2, frames, 96, 64)
+    outputs = model(video, log_mel)
+    masks = torch.randint(0, max(2, num_classes), (2, frames, size, size))
+    labelled = torch.ones(2, frames, dtype=torch.bool)
+    return model, outputs, compute_losses(outputs, masks, labelled, cfg.loss, epoch=2.0)
+
+
+def _plain(cfg: Config) -> dict:
+    from avs.config import config_to_dict
+
+    raw = config_to_dict(cfg)
+    return {k: v for k, v in raw.items() if k != "data"}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("num_classes", [1, 71])
+def test_shapes_finite_and_gradients_everywhere(backbone, num_classes):
+    model, outputs, losses = run(tiny_config(backbone=backbone), num_classes)
+    assert outputs["logits"].shape == (2, 2, num_classes, 64, 64)
+    assert outputs["uncertainty"].shape == (2, 2, 64, 64)
+    assert outputs["evidence"].shape == (2, 2, max(2, num_classes), 64, 64)
+    assert sorted(outputs["relevance"]) == [1, 2, 3, 4]
+    assert outputs["relevance"][1].shape == (2, 2, 4)
+    for name, value in outputs.items():
+        if torch.is_tensor(value):
+            assert torch.isfinite(value).all(), name
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    without = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert without == []
+
+
+def test_ablation_switches_give_the_four_variants():
+    baseline, full = tiny_config(ama={"enabled": False}, ue={"enabled": False}), tiny_config()
+    _, out, losses = run(baseline)
+    assert out["uncertainty"] is None and out["relevance"] == {}
+    assert torch.equal(out["logits"], out["mask_logits"])
+    assert set(losses) == {"bce", "dice", "iou", "total"}
+
+    _, out, losses = run(full)
+    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "total"}
+    u = out["uncertainty"][:, :, None]
+    assert torch.allclose(out["logits"], (1 - u) * out["mask_logits"])
+
+    _, _, losses = run(config_from_dict({**_plain(full), "loss": {"lambda_cst": 0.0}}))
+    assert "cst" not in losses
+    _, out, losses = run(tiny_config(ama={"enabled": False}))
+    assert out["uncertainty"] is not None and "cst" not in losses
+    _, out, losses = run(tiny_config(ue={"enabled": False}))
+    assert out["uncertainty"] is None and "unc" not in losses and "cst" in losses
+
+
+def test_ama_on_chosen_stages_only():
+    _, out, _ = run(tiny_config(ama={"stages": [3, 4]}))
+    assert sorted(out["relevance"]) == [3, 4]
+
+
+def test_uncertainty_is_in_unit_interval_and_one_without_evidence():
+    evidence = torch.rand(3, 2, 8, 8) * 10
+    alpha, u = dirichlet_uncertainty(evidence, dim=1)
+    assert torch.equal(alpha, evidence + 1)
+    assert ((u > 0) & (u <= 1)).all()
+    _, u = dirichlet_uncertainty(torch.zeros(3, 71, 4, 4), dim=1)
+    assert torch.equal(u, torch.ones(3, 4, 4))
+    _, u = dirichlet_uncertainty(torch.full((1, 2, 1, 1), 1e6), dim=1)
+    assert u.item() < 1e-5
+
+
+def make_alignment(**kwargs) -> AudioGuidedAlignment:
+    torch.manual_seed(0)
+    return AudioGuidedAlignment(dim=32, audio_dim=16, num_groups=6, num_heads=4, knn=5, grouping_tokens=64, **kwargs)
+
+
+def test_zero_audio_gives_uniform_relevance():
+    ama = make_alignment()
+    out = ama(torch.randn(3, 32, 10, 10), torch.zeros(3, 16))
+    assert torch.allclose(out.relevance, torch.full_like(out.relevance, 0.5))
+    out = ama(torch.randn(3, 32, 10, 10), torch.randn(3, 16))
+    assert out.relevance.std() > 1e-3
+
+
+def test_groups_gather_only_their_own_tokens(monkeypatch):
+    ama = make_alignment()
+    features, audio = torch.randn(2, 32, 6, 6), torch.randn(2, 16)
+    with torch.no_grad():
+        out = ama(features, audio)
+        # keep the grouping fixed, change one token: only the group it belongs to may change
+        monkeypatch.setattr("avs.model.ama.group_tokens", lambda *args, **kwargs: out.assignment)
+        changed = features.clone()
+        changed[0, 3, 0, 0] += 1.0  # one channel: a shift of all channels would vanish in the LayerNorm
+        again = ama(changed, audio)
+    moved = (again.groups[0] - out.groups[0]).abs().sum(-1) > 1e-6
+    assert moved.tolist() == [p == out.assignment[0, 0].item() for p in range(6)]
+    assert torch.equal(again.groups[1], out.groups[1])
+
+
+def test_compact_representation_is_a_relevance_weighted_mean_of_groups():
+    out = make_alignment()(torch.randn(2, 32, 8, 8), torch.randn(2, 16))
+    weights = torch.softmax(out.relevance.masked_fill(~out.occupied, float("-inf")), -1)
+    assert torch.allclose(out.compact, (weights[..., None] * out.groups).sum(1), atol=1e-6)
+
+
+def test_pooled_grouping_matches_dpc_knn_when_small_and_covers_every_token_when_large():
+    tokens = torch.randn(4, 64, 16)
+    assert torch.equal(group_tokens(tokens, (8, 8), 6, 5, max_tokens=64), dpc_knn(tokens, 6, 5).assignment)
+    big = torch.randn(2, 56 * 56, 8)
+    assignment = group_tokens(big, (56, 56), 16, 5, max_tokens=196)
+    assert assignment.shape == (2, 56 * 56)
+    assert assignment.min() >= 0 and assignment.max() < 16
+    assert len(assignment[0].unique()) > 1
+
+
+def test_unlabelled_frames_carry_no_segmentation_or_evidential_loss():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    outputs = model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 96, 64))
+    masks = torch.randint(0, 2, (1, 3, 64, 64))
+    labelled = torch.tensor([[True, False, False]])
+    first = compute_losses(outputs, masks, labelled, cfg.loss)
+    masks[0, 1:] = 1 - masks[0, 1:]
+    second = compute_losses(outputs, masks, labelled, cfg.loss)
+    for name in ("bce", "dice", "iou", "unc"):
+        assert torch.equal(first[name], second[name]), name
+    none = compute_losses(outputs, masks, torch.zeros(1, 3, dtype=torch.bool), cfg.loss)
+    assert none["bce"].item() == 0 and none["unc"].item() == 0 and "dice" not in none
+    none["total"].backward()
+
+
+def test_clip_longer_than_the_position_embedding_is_a_clear_error():
+    model = build_model(tiny_config(ue={"max_frames": 2}))
+    with pytest.raises(ValueError, match="max_frames"):
+        model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 96, 64))
