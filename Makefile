@@ -43,6 +43,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/preprocess_throughput.py
 	$(BIN)/python benchmarks/dpc_knn_cost.py
+	$(BIN)/python benchmarks/model_cost.py --rounds 5
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)

@@ -165,3 +165,35 @@ def test_clip_longer_than_the_position_embedding_is_a_clear_error():
     model = build_model(tiny_config(ue={"max_frames": 2}))
     with pytest.raises(ValueError, match="max_frames"):
         model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 96, 64))
+
+
+def test_group_consolidation_equals_dense_masked_attention():
+    ama = make_alignment()
+    n, length, c, p, heads = 3, 40, 32, 6, 4
+    q_groups, q_audio = torch.randn(n, p, c), torch.randn(n, c)
+    keys, values = torch.randn(n, length, c), torch.randn(n, length, c)
+    assignment = torch.randint(0, p - 1, (n, length))  # group p - 1 stays empty
+    got = ama._consolidate(q_groups, q_audio, keys, values, assignment + torch.arange(n)[:, None] * p)
+
+    def split(x):  # (N, L, C) -> (N, h, L, d)
+        return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+    # softmax(G X^T / sqrt(d) + S) X with S_pi = <q_a, k_i> / sqrt(d), -inf outside group p
+    logits = (split(q_groups) + split(q_audio[:, None])) @ split(keys).transpose(-1, -2) / (c // heads) ** 0.5
+    outside = assignment[:, None, None, :] != torch.arange(p)[None, None, :, None]  # (N, 1, P, L)
+    attention = torch.softmax(logits.masked_fill(outside, float("-inf")), -1).nan_to_num(0.0)
+    expected = (attention @ split(values)).transpose(1, 2).flatten(2)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert got[:, -1].abs().sum() == 0
+
+
+def test_bf16_autocast_forward_and_backward():
+    # the GPU path trains under bf16 autocast; CPU autocast exercises the same dtype mixing
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 96, 64))
+        losses = compute_losses(outputs, torch.randint(0, 2, (1, 2, 64, 64)), torch.ones(1, 2, dtype=torch.bool), cfg.loss)
+    losses["total"].backward()
+    assert torch.isfinite(losses["total"]) and torch.isfinite(outputs["uncertainty"]).all()

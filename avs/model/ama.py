@@ -82,8 +82,36 @@ class AudioGuidedAlignment(nn.Module):
         # layer scale: the update starts small so a pretrained backbone's next stage is not disturbed
         self.gamma = nn.Parameter(torch.full((dim,), 0.1))
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (N, L, C) -> (N, h, L, d)
+    def _consolidate(
+        self, q_groups: torch.Tensor, q_audio: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(G X^T / sqrt(d) + S) X per head, each group over its own tokens only.
+
+        Masked attention with one query per group, computed as a softmax within each group's
+        segment of tokens: a token only ever meets its own group's query, so one logit per token
+        and head suffices (O(L) rather than O(P * L)). tests/test_model.py checks it against the
+        dense masked form.
+
+        Args:
+            q_groups: (N, P, C) group queries; q_audio: (N, C) the audio query;
+            keys, values: (N, L, C); rows: (N, L) each token's group as a row of the
+                (N * P) flattened groups (see `_group_rows`).
+
+        Returns:
+            (N, P, C) the attention output per group (zero for an empty group).
+        """
+        n, num_groups, c = q_groups.shape
+        h, d = self.num_heads, c // self.num_heads
+        flat_rows = rows.flatten()  # (N*L,)
+        own_query = q_groups.flatten(0, 1)[flat_rows].view_as(keys) + q_audio[:, None]  # (N, L, C)
+        logits = (own_query * keys).unflatten(-1, (h, d)).sum(-1).flatten(0, 1) / math.sqrt(d)  # (N*L, h)
+        group_max = logits.new_full((n * num_groups, h), float("-inf"))
+        group_max = group_max.scatter_reduce(0, flat_rows[:, None].expand(-1, h), logits.detach(), "amax")  # (N*P, h)
+        weights = torch.exp(logits - group_max[flat_rows])  # (N*L, h)
+        total = weights.new_zeros(n * num_groups, h).index_add(0, flat_rows, weights)  # (N*P, h)
+        weights = weights / total[flat_rows]
+        weighted = (weights[..., None] * values.flatten(0, 1).unflatten(-1, (h, d))).flatten(1)  # (N*L, C)
+        return values.new_zeros(n * num_groups, c).index_add(0, flat_rows, weighted).view(n, num_groups, c)
 
     def forward(self, features: torch.Tensor, audio: torch.Tensor) -> Alignment:
         """Args: features (N, C, H, W) of N frames; audio (N, A) each frame's audio embedding."""
@@ -91,28 +119,27 @@ class AudioGuidedAlignment(nn.Module):
         tokens = features.flatten(2).transpose(1, 2)  # (N, L, C)
         normed = self.norm(tokens)
         assignment = group_tokens(normed.detach(), (h, w), self.num_groups, self.knn, self.grouping_tokens)
-        member = F.one_hot(assignment, self.num_groups).to(normed.dtype)  # (N, L, P)
-        sizes = member.sum(dim=1)  # (N, P)
-        occupied = sizes > 0
-        initial = member.transpose(1, 2) @ normed / sizes.clamp(min=1)[..., None]  # (N, P, C) G^0
+        # each token's group as a row of the (N * P) flattened groups: row indexing and index_add
+        # are much faster on CPU than gather/scatter with an index expanded over channels
+        rows = assignment + torch.arange(n, device=assignment.device)[:, None] * self.num_groups  # (N, L)
+        flat_rows = rows.flatten()
+        sums = normed.new_zeros(n * self.num_groups, c).index_add(0, flat_rows, normed.flatten(0, 1))
+        sizes = normed.new_zeros(n * self.num_groups).index_add(0, flat_rows, normed.new_ones(flat_rows.shape))
+        occupied = (sizes > 0).view(n, self.num_groups)
+        initial = (sums / sizes.clamp(min=1)[:, None]).view(n, self.num_groups, c)  # (N, P, C) G^0: member means
 
         a = self.audio_proj(audio)  # (N, C)
-        q_audio = self._heads(self.query_audio(a)[:, None])  # (N, h, 1, d)
-        keys = self._heads(self.key(normed))  # (N, h, L, d)
-        logits = (self._heads(self.query_group(initial)) + q_audio) @ keys.transpose(-1, -2)  # (N, h, P, L)
-        logits = logits / math.sqrt(keys.shape[-1])
-        outside = (member.transpose(1, 2) == 0) & occupied[..., None]  # (N, P, L); empty groups mask nothing...
-        attention = torch.softmax(logits.masked_fill(outside[:, None], float("-inf")), dim=-1)
-        attention = attention * occupied[:, None, :, None]  # ...and then gather nothing (no NaN rows)
-        gathered = (attention @ self._heads(self.value(normed))).transpose(1, 2).flatten(2)  # (N, P, C)
-        groups = initial + self.out(gathered)  # (N, P, C)
+        q_audio = self.query_audio(a)  # (N, C)
+        keys = self.key(normed)  # (N, L, C)
+        groups = initial + self.out(self._consolidate(self.query_group(initial), q_audio, keys, self.value(normed), rows))
 
-        group_keys = self._heads(self.key(groups))  # (N, h, P, d)
-        response = (q_audio @ group_keys.transpose(-1, -2)).squeeze(2) / math.sqrt(keys.shape[-1])  # (N, h, P)
-        relevance = torch.sigmoid(response.mean(dim=1))  # (N, P)
+        head_dim = c // self.num_heads
+        response = (q_audio[:, None] * self.key(groups)).unflatten(-1, (self.num_heads, head_dim)).sum(-1)  # (N, P, h)
+        relevance = torch.sigmoid(response.mean(dim=-1) / math.sqrt(head_dim))  # (N, P)
 
-        per_token = (relevance[..., None] * groups).gather(1, assignment[..., None].expand(-1, -1, c))  # (N, L, C)
-        tokens = tokens + self.gamma * self.mlp(per_token)
+        # MLP(r_g(i) * g_g(i)) is the same for every token of a group: compute it once per group
+        update = self.mlp(relevance[..., None] * groups)  # (N, P, C)
+        tokens = tokens + self.gamma * update.flatten(0, 1)[rows]
         weights = torch.softmax(relevance.masked_fill(~occupied, float("-inf")), dim=-1)  # (N, P)
         compact = (weights[..., None] * groups).sum(dim=1)  # (N, C)
         return Alignment(
