@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("fetch", help="build the embedded dataset, or check and index a real one")
     commands.add_parser("preprocess", help="decode clips into Parquet shards under data/shards/")
+    commands.add_parser("train", help="train on the shards with Ray Train; export models/<dataset>/")
     info = commands.add_parser("shards", help="summarise a shard folder's manifest")
     info.add_argument("folder", type=Path, help="e.g. data/shards/stamps")
     weights = commands.add_parser(
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "preprocess":
             manifest = stages.preprocess(cfg, progress=not args.no_progress)
             _report(manifest)
+        elif args.command == "train":
+            from avs.train.run import train
+
+            metrics = train(cfg, progress=not args.no_progress)
+            print(json.dumps({k: v for k, v in metrics.items() if "/" in k}, indent=1))
     except (ConfigError, DataError, WeightsError) as err:
         print(f"avs {args.command}: error: {err}", file=sys.stderr)
         return 2

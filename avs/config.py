@@ -128,8 +128,9 @@ class ModelConfig:
     """The RAVS model (METHOD.md): encoders, AMA, decoder, UE."""
 
     backbone: BackboneName = "efficientnet_lite0"
-    # Local weights for the backbone (.safetensors, or a .pt/.pth state dict); null = random.
-    backbone_weights: str | None = None
+    # Local weights for the backbone (.safetensors, or a .pt/.pth state dict), relative to the
+    # repository root; null = random. The default file is written by the `weights` stage.
+    backbone_weights: str | None = "data/weights/efficientnet_lite0.safetensors"
     # vggish: the published architecture (72 M parameters); vggish_lite: the same layout at
     # a quarter of the channels and a 256-wide embedding MLP (CPU runs).
     audio_encoder: Literal["vggish", "vggish_lite"] = "vggish_lite"
@@ -172,6 +173,47 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Clip-consistent training augmentation (one draw per clip, applied to all its frames)."""
+
+    crop_scale_min: float = field(default=0.5, metadata=_range(0.05, 1.0))
+    horizontal_flip: bool = True
+    # ColorJitter strength for brightness, contrast and saturation (frames only, never masks).
+    color_jitter: float = field(default=0.2, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Ray Train: scale, optimisation, checkpoints and tracking."""
+
+    epochs: int = field(default=8, metadata=_range(1, 10_000))
+    batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per worker and step
+    image_size: int = field(default=160, metadata=_range(32, 2048))  # training and validation size
+    lr: float = field(default=5e-4, metadata=_range(0.0, 1.0))
+    backbone_lr_multiplier: float = field(default=0.1, metadata=_range(0.0, 10.0))
+    weight_decay: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    warmup_epochs: float = field(default=1.0, metadata=_range(0.0, 10_000.0))
+    grad_clip: float = field(default=1.0, metadata=_range(0.0))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    # Ray: workers, and whether each takes a GPU (bf16 autocast then).
+    num_workers: int = field(default=1, metadata=_range(1, 4096))
+    use_gpu: bool = False
+    # Logical CPUs each worker reserves; the rest of the node's CPUs decode data in Ray Data.
+    cpus_per_worker: int = field(default=1, metadata=_range(1, 1024))
+    # Torch intra-op threads per worker; 0 = the node's cores divided among its workers.
+    threads_per_worker: int = field(default=0, metadata=_range(0, 1024))
+    # An existing cluster ("auto", "ray://host:10001", ...); null: RAY_ADDRESS, else a local instance.
+    ray_address: str | None = None
+    # Where Ray Train persists checkpoints: a local folder (relative to the repo) or a URI (s3://...).
+    storage_path: str = "data/ray"
+    max_failures: int = field(default=2, metadata=_range(-1, 1000))
+    # MLflow: a URI, or null for the embedded sqlite:///mlflow.db in the repo root.
+    tracking_uri: str | None = None
+    experiment: str = "avs"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole of `params.yaml`."""
 
@@ -180,6 +222,7 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     @property
     def num_classes(self) -> int:

@@ -40,7 +40,8 @@ MODELS = {
 
 
 def make_config(model: dict, variant: dict) -> Config:
-    return config_from_dict({"model": {**model, **variant}})
+    # random weights: the timings do not depend on them
+    return config_from_dict({"model": {"backbone_weights": None, **model, **variant}})
 
 
 def make_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:

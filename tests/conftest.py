@@ -23,3 +23,17 @@ def stamps_root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stamps") / "stamps"
     build_stamps(small_stamps_config(), out, repo_root=REPO, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def stamps_repo(stamps_root, tmp_path_factory) -> Path:
+    """A scratch repository root with the small stamps set preprocessed into 64 px shards."""
+    from avs.config import config_from_dict
+    from avs.data.stages import preprocess
+
+    repo = tmp_path_factory.mktemp("repo")
+    (repo / "data" / "raw").mkdir(parents=True)
+    (repo / "data" / "raw" / "stamps").symlink_to(stamps_root)
+    cfg = config_from_dict({"preprocess": {"image_size": 64, "num_workers": 1}})
+    preprocess(cfg, repo, progress=False)
+    return repo

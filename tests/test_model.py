@@ -16,7 +16,7 @@ BACKBONES = ["efficientnet_lite0", "tf_efficientnet_lite0", "resnet18", "pvt_v2_
 
 def tiny_config(**model) -> Config:
     """Small groups so that 64 px inputs (16 x 16 tokens at stride 4) still have enough tokens."""
-    raw = {"model": {"ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}, **model}}
+    raw = {"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}, **model}}
     return config_from_dict(raw)
 
 

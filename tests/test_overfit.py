@@ -32,7 +32,7 @@ def test_a_small_model_overfits_four_multi_source_clips(stamps_root):
     audio = torch.tensor(np.stack([log_mel(c.audio) for c in clips]))  # (4, 5, 96, 64)
     assert masks.any() and (~masks.flatten(2).any(-1)).any()  # sounding and silent frames both present
 
-    cfg = config_from_dict({"model": {"decoder_dim": 32, "ama": {"groups": [8, 8, 8, 4]}}})
+    cfg = config_from_dict({"model": {"backbone_weights": None, "decoder_dim": 32, "ama": {"groups": [8, 8, 8, 4]}}})
     model = build_model(cfg)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0)
     best = 0.0

@@ -20,7 +20,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: weight file not found (give a local .safetensors or .pt file)")
+        raise WeightsError(
+            f"{path}: weight file not found (give a local .safetensors or .pt file; the default "
+            "EfficientNet-Lite0 ImageNet file is written by `dvc repro weights` or `avs weights PATH`)"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

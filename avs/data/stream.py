@@ -1,0 +1,141 @@
+"""Ray Data input: read the Parquet shards, decode and augment clips in Ray Data, batch for workers.
+
+Decoding (JPEG/PNG) and augmentation run in Ray Data's `map_batches` tasks, streamed to each
+Ray Train worker with `get_dataset_shard(...).iter_torch_batches(...)`; the training loop only
+moves ready tensors to its device. The same code reads local folders and `s3://` URIs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from avs.config import AugmentConfig
+from avs.data.shards import decode_row
+
+
+@dataclass
+class ClipBatch:
+    """A batch of clips, ready for the model (see `RAVS.forward` and `compute_losses`)."""
+
+    frames: torch.Tensor  # (B, T, 3, H, W) uint8
+    log_mel: torch.Tensor  # (B, T, 96, 64) float32
+    masks: torch.Tensor  # (B, T, H, W) uint8 class ids (binary: 0/1)
+    labelled: torch.Tensor  # (B, T) bool: the frame has a ground-truth mask
+    visible: torch.Tensor  # (B, T, H, W) uint8: every visible object (zeros when the source lacks it)
+    has_visible: torch.Tensor  # (B,) bool
+    subset: list[str]  # (B,) e.g. s4 / ms3 / hard
+    clip_id: list[str]  # (B,)
+
+    @classmethod
+    def from_numpy(cls, batch: dict[str, np.ndarray]) -> ClipBatch:
+        """Numpy columns (as `DecodeClips` writes them) to typed tensors."""
+        return cls(
+            frames=torch.from_numpy(batch["frames"]),
+            log_mel=torch.from_numpy(batch["log_mel"]),
+            masks=torch.from_numpy(batch["masks"]),
+            labelled=torch.from_numpy(batch["labelled"]),
+            visible=torch.from_numpy(batch["visible"]),
+            has_visible=torch.from_numpy(batch["has_visible"]),
+            subset=[str(s) for s in batch["subset"]],
+            clip_id=[str(c) for c in batch["clip_id"]],
+        )
+
+    def to(self, device: torch.device) -> ClipBatch:
+        tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "log_mel", "masks", "labelled", "visible", "has_visible")}
+        return ClipBatch(**tensors, subset=self.subset, clip_id=self.clip_id)
+
+    def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames as floats in [0, 1], log-mel)."""
+        return self.frames.float() / 255, self.log_mel
+
+
+class CollateClips(NumpyBatchCollateFn):
+    """`iter_torch_batches(collate_fn=CollateClips())`: numpy columns to a `ClipBatch`."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> ClipBatch:
+        return ClipBatch.from_numpy(batch)
+
+
+class DecodeClips:
+    """`map_batches` callable: shard rows -> decoded, augmented (train) or resized (eval) arrays.
+
+    Every frame and mask of a clip gets the same crop and flip (masks with nearest
+    interpolation); colour jitter touches frames only. Clips shorter than `num_frames` are
+    padded with unlabelled blank frames so that batches stack.
+    """
+
+    def __init__(self, *, image_size: int, num_frames: int, augment: AugmentConfig | None):
+        self.num_frames = num_frames
+        if augment is None:
+            self.transform = v2.Resize((image_size, image_size), antialias=True)
+        else:
+            steps = [v2.RandomResizedCrop((image_size, image_size), scale=(augment.crop_scale_min, 1.0), antialias=True)]
+            if augment.horizontal_flip:
+                steps.append(v2.RandomHorizontalFlip())
+            if augment.color_jitter > 0:
+                steps.append(v2.ColorJitter(augment.color_jitter, augment.color_jitter, augment.color_jitter))
+            self.transform = v2.Compose(steps)
+
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        columns: dict[str, list] = {k: [] for k in ("frames", "log_mel", "masks", "labelled", "visible", "has_visible", "subset", "clip_id")}
+        for row in batch.to_pylist():
+            clip = decode_row(row)
+            video = tv_tensors.Video(torch.from_numpy(clip.frames).permute(0, 3, 1, 2))  # (T, 3, H, W)
+            masks = tv_tensors.Mask(torch.from_numpy(clip.masks))  # (T, H, W)
+            has_visible = clip.visible_masks is not None
+            visible = tv_tensors.Mask(torch.from_numpy(clip.visible_masks) if has_visible else torch.zeros_like(masks))
+            video, masks, visible = self.transform(video, masks, visible)
+            pad = self.num_frames - video.shape[0]
+            if pad < 0:
+                raise ValueError(f"clip {clip.clip_id} has {video.shape[0]} frames, more than the {self.num_frames} expected")
+            columns["frames"].append(_pad(video.numpy(), pad))
+            columns["masks"].append(_pad(masks.numpy(), pad))
+            columns["visible"].append(_pad(visible.numpy(), pad))
+            columns["log_mel"].append(_pad(clip.log_mel, pad))
+            columns["labelled"].append(_pad(clip.mask_annotated, pad))
+            columns["has_visible"].append(has_visible)
+            columns["subset"].append(clip.subset)
+            columns["clip_id"].append(clip.clip_id)
+        return {k: np.stack(v) if k not in ("subset", "clip_id") else np.asarray(v, dtype=object) for k, v in columns.items()}
+
+
+def _pad(array: np.ndarray, count: int) -> np.ndarray:
+    if count == 0:
+        return array
+    return np.concatenate([array, np.zeros((count, *array.shape[1:]), array.dtype)])
+
+
+def shard_files(shards_dir: str | Path, split: str) -> list[str]:
+    """The Parquet files of one split, from the folder's manifest.json."""
+    shards_dir = Path(shards_dir)
+    manifest_path = shards_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: no manifest; run the preprocess stage first")
+    splits = json.loads(manifest_path.read_text())["splits"]
+    if split not in splits or not splits[split]["shards"]:
+        raise ValueError(f"{manifest_path}: no clips in split '{split}' (splits: {', '.join(splits) or 'none'})")
+    return [str((shards_dir / shard["path"]).resolve()) for shard in splits[split]["shards"]]
+
+
+def max_frames(files: list[str]) -> int:
+    """The longest clip (T) among the shard files, read from the `num_frames` column only."""
+    import pyarrow.parquet as pq
+
+    return max(pq.read_table(f, columns=["num_frames"])["num_frames"].to_numpy().max() for f in files)
+
+
+def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: AugmentConfig | None, batch_rows: int = 8):
+    """A Ray Dataset of decoded clips (augmented when `augment` is given, else only resized)."""
+    import ray.data
+
+    decode = DecodeClips(image_size=image_size, num_frames=num_frames, augment=augment)
+    return ray.data.read_parquet(files).map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics accumulated over whole datasets, calibration, robustness."""

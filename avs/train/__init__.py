@@ -1,0 +1,1 @@
+"""Ray Train: the per-worker loop, checkpoints, and the trainer set-up."""

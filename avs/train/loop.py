@@ -1,0 +1,199 @@
+"""The per-worker training loop that Ray Train runs on every worker (DDP through `prepare_model`)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+
+from avs.config import Config, config_from_dict
+from avs.data.stream import CollateClips
+from avs.eval.metrics import BinaryMeter
+from avs.model import build_model, compute_losses
+from avs.train.checkpoint import load_training_state, load_weights, read_state, unwrap, write_checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number."""
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate factor: linear warm-up, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
+    """AdamW with the backbone at lr * backbone_lr_multiplier."""
+    backbone = {id(p) for p in unwrap(model).visual.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if id(p) in backbone], "lr": cfg.train.lr * cfg.train.backbone_lr_multiplier},
+            {"params": [p for p in params if id(p) not in backbone], "lr": cfg.train.lr},
+        ],
+        weight_decay=cfg.train.weight_decay,
+    )
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Train for `train.epochs`, validating and checkpointing after every epoch.
+
+    `loop_config` holds the resolved params (`config`), `threads`, `steps_per_epoch` and the
+    MLflow `run_id`/`tracking_uri` that rank 0 logs to. On a restart (a worker died, or the
+    stage was interrupted and run again) training resumes after the last reported checkpoint.
+    """
+    cfg: Config = config_from_dict(loop_config["config"])
+    torch.set_num_threads(loop_config["threads"])
+    torch.manual_seed(cfg.train.seed)
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    use_bf16 = cfg.train.use_gpu and torch.cuda.is_available()
+
+    model = ray.train.torch.prepare_model(build_model(cfg))
+    device = ray.train.torch.get_device()
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = loop_config["steps_per_epoch"]
+    total_steps = steps_per_epoch * cfg.train.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(round(cfg.train.warmup_epochs * steps_per_epoch), total_steps)
+    )
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            load_weights(model, folder)
+            load_training_state(folder, optimizer, scheduler)
+            start_epoch = read_state(folder)["epoch"] + 1
+        if rank == 0:
+            print(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}", flush=True)
+    tracker = _Tracker(loop_config) if rank == 0 else None
+
+    train_data = ray.train.get_dataset_shard("train")
+    val_data = ray.train.get_dataset_shard("val")
+    for epoch in range(start_epoch, cfg.train.epochs):
+        started = time.perf_counter()
+        model.train()
+        sums: dict[str, float] = defaultdict(float)
+        steps = clips = 0
+        for step, batch in enumerate(
+            train_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2)
+        ):
+            batch = batch.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                outputs = model(*batch.model_inputs())
+                losses = compute_losses(outputs, batch.masks.long(), batch.labelled, cfg.loss, epoch + step / steps_per_epoch)
+            if not torch.isfinite(losses["total"]):
+                terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                raise TrainingDiverged(
+                    f"epoch {epoch} step {step}: the loss is not finite ({terms}) on clips {batch.clip_id}; "
+                    "lower train.lr or train.grad_clip, or check these clips"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if cfg.train.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for name, value in losses.items():
+                sums[name] += value.item()
+            steps += 1
+            clips += len(batch.clip_id)
+        metrics = {f"train/{name}": total / max(1, steps) for name, total in sums.items()}
+        metrics.update(validate(model, val_data, cfg, device, use_bf16))
+        metrics.update(_worker_agreement(model, context.get_world_size()))
+        metrics.update(
+            {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / (time.perf_counter() - started),
+             "lr": scheduler.get_last_lr()[-1]}
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            reported = None
+            if rank == 0:
+                state = {"epoch": epoch, "metrics": metrics, "config": loop_config["config"], "run_id": loop_config["run_id"]}
+                folder = write_checkpoint(Path(scratch) / "checkpoint", model, optimizer, scheduler, state)
+                reported = ray.train.Checkpoint.from_directory(str(folder))
+                tracker.log(metrics, epoch)
+            ray.train.report(metrics, checkpoint=reported)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, data, cfg: Config, device: torch.device, use_bf16: bool) -> dict[str, float]:
+    """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
+    model.eval()
+    meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
+    for batch in data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips()):
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(*batch.model_inputs())["logits"]
+        probs = torch.sigmoid(logits[:, :, 0].float()) if logits.shape[2] == 1 else 1 - logits.float().softmax(2)[:, :, 0]
+        truth = batch.masks > 0
+        for index, subset in enumerate(batch.subset):
+            labelled = batch.labelled[index]
+            for name in (subset, "all"):
+                meters[name].update(probs[index][labelled], truth[index][labelled])
+                if batch.has_visible[index]:  # the audio-blind reference: segment every visible object
+                    meters[f"{name}:visible"].update(batch.visible[index][labelled].float(), truth[index][labelled])
+    names = sorted({"all", *meters})
+    state = torch.stack([meters[n].state() for n in names])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # every worker must take part with the same subsets: gather the names first
+        gathered: list[list[str]] = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
+        torch.distributed.all_gather_object(gathered, names)
+        names = sorted({n for worker in gathered for n in worker})
+        state = torch.stack([meters[n].state() for n in names])
+        state = state.to(device)  # NCCL reduces device tensors only
+        torch.distributed.all_reduce(state)
+        state = state.cpu()
+    results = {}
+    for name, row in zip(names, state):
+        meter = BinaryMeter()
+        meter.merge(row)
+        scores = meter.compute()
+        subset, _, reference = name.partition(":")
+        prefix = ("val" if subset == "all" else f"val_{subset}") + ("_visible_union" if reference else "")
+        results[f"{prefix}/J"] = scores["J"]
+        if not reference:
+            results[f"{prefix}/F"] = scores["F"]
+    return results
+
+
+def _worker_agreement(model: nn.Module, world_size: int) -> dict[str, float]:
+    """Whether every worker holds the same weights (DDP keeps them equal), and on how many nodes they run."""
+    checksum = sum(p.detach().double().sum().item() for p in model.parameters())
+    entries = [(checksum, ray.get_runtime_context().get_node_id())]
+    if world_size > 1:
+        entries = [None] * world_size  # type: ignore[list-item]
+        torch.distributed.all_gather_object(entries, (checksum, ray.get_runtime_context().get_node_id()))
+    return {"workers/in_sync": float(len({c for c, _ in entries}) == 1), "workers/nodes": float(len({n for _, n in entries}))}
+
+
+class _Tracker:
+    """Rank 0's per-epoch MLflow logging into the run the driver opened."""
+
+    def __init__(self, loop_config: dict[str, Any]):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(loop_config["tracking_uri"])
+        self.run_id = loop_config["run_id"]
+
+    def log(self, metrics: dict[str, float], epoch: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k != "epoch" and math.isfinite(v)]
+        self.client.log_batch(self.run_id, metrics=entries)

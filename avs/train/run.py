@@ -1,0 +1,201 @@
+"""The `train` stage: start or join Ray, stream the shards, run `TorchTrainer`, export the model.
+
+Outputs (paths fixed by the dataset name, like the data stages):
+    models/<dataset>/model.safetensors, config.json, state.json   the final model
+    metrics/train.json            the final epoch's metrics (DVC metrics)
+    metrics/train_history.csv     one row per epoch (DVC plots)
+An interrupted stage resumes: the Ray Train run is named after the params and the shards, so
+running it again with the same inputs continues after the last checkpoint in `storage_path`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from avs.config import Config, config_to_dict
+from avs.data.stages import shards_dir
+from avs.data.stream import max_frames, read_clips, shard_files
+from avs.train.checkpoint import MODEL_FILE, STATE_FILE, read_state
+
+
+def model_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
+    return repo_root / "models" / cfg.data.dataset
+
+
+def tracking_uri(cfg: Config, repo_root: Path) -> str:
+    """params' `train.tracking_uri`, else $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db."""
+    return cfg.train.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(repo_root / 'mlflow.db').resolve()}"
+
+
+def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
+    """Train the model on the shards of `cfg.data.dataset` and export it; returns the final metrics."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from avs.train.loop import train_loop_per_worker
+
+    repo_root = repo_root.resolve()
+    shards = shards_dir(cfg, repo_root)
+    train_files, val_files = shard_files(shards, "train"), shard_files(shards, "val")
+    manifest = json.loads((shards / "manifest.json").read_text())
+    num_frames = max_frames(train_files + val_files)
+    t = cfg.train
+    resolved = config_to_dict(cfg)
+    if cfg.model.backbone_weights:
+        resolved["model"]["backbone_weights"] = str((repo_root / cfg.model.backbone_weights).resolve())
+    if cfg.model.audio_weights:
+        resolved["model"]["audio_weights"] = str((repo_root / cfg.model.audio_weights).resolve())
+
+    # a local instance gets the machine's CPUs for Ray Data on top of what the workers reserve,
+    # otherwise workers holding every CPU would starve the decoding tasks that feed them
+    _init_ray(t.ray_address, progress, local_cpus=(os.cpu_count() or 1) + t.num_workers * t.cpus_per_worker)
+    threads = t.threads_per_worker or max(1, (os.cpu_count() or 1) // t.num_workers)
+    steps_per_epoch = math.ceil(manifest["splits"]["train"]["clips"] / (t.batch_size * t.num_workers))
+    name = run_name(cfg, manifest)
+    storage = t.storage_path if "://" in t.storage_path else str((repo_root / t.storage_path).resolve())
+    uri = tracking_uri(cfg, repo_root)
+    run_id = _open_mlflow_run(uri, cfg, resolved, manifest, name, storage)
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": resolved, "threads": threads, "steps_per_epoch": steps_per_epoch,
+                           "run_id": run_id, "tracking_uri": uri},
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
+                                     resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}),
+        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=t.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        datasets={
+            "train": read_clips(train_files, image_size=t.image_size, num_frames=num_frames, augment=t.augment),
+            "val": read_clips(val_files, image_size=t.image_size, num_frames=num_frames, augment=None),
+        },
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {name} in {storage} finished without a checkpoint")
+    out = model_dir(cfg, repo_root)
+    with result.checkpoint.as_directory() as folder:
+        state = read_state(folder)
+        _export(Path(folder), out)
+    history = _history(result)
+    _write_metrics(repo_root, state["metrics"], history)
+    _finish_mlflow_run(uri, run_id, out)
+    return state["metrics"]
+
+
+def run_name(cfg: Config, manifest: dict[str, Any]) -> str:
+    """A name fixed by what determines the result: model, loss and train params, and the shards."""
+    relevant = {k: config_to_dict(cfg)[k] for k in ("data", "model", "loss", "train")}
+    for volatile in ("ray_address", "tracking_uri", "storage_path", "max_failures"):
+        relevant["train"].pop(volatile)
+    shards = [s["sha256"] for split in manifest["splits"].values() for s in split["shards"]]
+    digest = hashlib.sha256(json.dumps([relevant, shards], sort_keys=True).encode()).hexdigest()[:12]
+    return f"{cfg.data.dataset}-{digest}"
+
+
+def _init_ray(address: str | None, progress: bool, local_cpus: int) -> None:
+    import ray
+    import ray.data
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=local_cpus, log_to_driver=True)  # the dashboard (127.0.0.1:8265) serves the state API
+    if not progress:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _export(checkpoint: Path, out: Path) -> None:
+    """Copy the final weights and state to `models/<dataset>/` atomically."""
+    scratch = out.with_name(out.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    shutil.copy2(checkpoint / MODEL_FILE, scratch / MODEL_FILE)
+    state = read_state(checkpoint)
+    (scratch / "config.json").write_text(json.dumps(state["config"], indent=1) + "\n")
+    (scratch / STATE_FILE).write_text(json.dumps({k: v for k, v in state.items() if k != "config"}, indent=1) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    scratch.rename(out)
+
+
+def _history(result) -> list[dict[str, Any]]:
+    rows = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    by_epoch = {int(r["epoch"]): r for r in rows if "epoch" in r}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _write_metrics(repo_root: Path, final: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    folder = repo_root / "metrics"
+    folder.mkdir(exist_ok=True)
+    (folder / "train.json").write_text(json.dumps({k.replace("/", "_"): v for k, v in final.items()}, indent=1) + "\n")
+    columns = ["epoch", "train/total", "val/J", "val/F"] + sorted(
+        k for k in (history[-1] if history else {}) if k.startswith("val_") or (k.startswith("train/") and k != "train/total")
+    )
+    with open(folder / "train_history.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([c.replace("/", "_") for c in columns])
+        for row in history:
+            writer.writerow([row.get(c, "") for c in columns])
+
+
+def _git_commit() -> str:
+    """The commit of the avs code that runs (its checkout, wherever the data repository is)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _open_mlflow_run(uri: str, cfg: Config, resolved: dict, manifest: dict, name: str, storage: str) -> str:
+    """One MLflow run per Ray Train run: reopened (same id) when the stage resumes."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.train.experiment)
+    if experiment:
+        experiment_id = experiment.experiment_id
+    else:  # a SQLite store keeps its artifacts next to the database file, not in the working directory
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlruns" if uri.startswith("sqlite:///") else None
+        experiment_id = client.create_experiment(cfg.train.experiment, artifact_location=artifacts and artifacts.resolve().as_uri())
+    existing = client.search_runs([experiment_id], filter_string=f"tags.`avs.ray_run` = '{name}'", max_results=1)
+    if existing:
+        return existing[0].info.run_id
+    run = client.create_run(experiment_id, run_name=name, tags={
+        "avs.ray_run": name, "avs.storage_path": storage, "mlflow.source.git.commit": _git_commit(),
+        "avs.dataset": cfg.data.dataset,
+        "avs.shards_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
+    })
+    params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in _flatten(resolved).items()]
+    for start in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[start:start + 100])
+    return run.info.run_id
+
+
+def _finish_mlflow_run(uri: str, run_id: str, model_folder: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    client.log_artifacts(run_id, str(model_folder), artifact_path="model")
+    client.set_terminated(run_id)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

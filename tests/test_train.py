@@ -1,0 +1,126 @@
+"""Ray Train end to end on the small stamps shards: DDP on 2 CPU workers, export, resume, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def write_params(repo: Path, name: str, **train) -> Path:
+    settings = {"epochs": 2, "batch_size": 2, "image_size": 48, "num_workers": 1, "threads_per_worker": 1,
+                "storage_path": str(repo / "ray" / name), "tracking_uri": f"sqlite:///{repo / name}.db", **train}
+    params = {
+        "preprocess": {"image_size": 64, "num_workers": 1},
+        "model": {"backbone_weights": None, "decoder_dim": 16, "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}},
+        "train": settings,
+    }
+    path = repo / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def start_training(repo: Path, params: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "avs.cli", "--no-progress", "--params", str(params), "train"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def wait_for_checkpoint(storage: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    # the controller writes its snapshot once it has registered a reported checkpoint
+    while not list(storage.glob("*/checkpoint_manager_snapshot.json")):
+        assert process.poll() is None, process.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.5)
+
+
+def test_two_workers_train_in_sync_and_export(stamps_repo):
+    output = finish(start_training(stamps_repo, write_params(stamps_repo, "ddp", num_workers=2)))
+    metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
+    assert metrics["workers_in_sync"] == 1.0 and metrics["epoch"] == 1
+    assert 0 <= metrics["val_J"] <= 1 and "val_ms3_J" in metrics
+    history = (stamps_repo / "metrics" / "train_history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_total,val_J,val_F") and len(history) == 3
+    model = stamps_repo / "models" / "stamps"
+    assert {p.name for p in model.iterdir()} == {"model.safetensors", "config.json", "state.json"}
+    assert json.loads((model / "config.json").read_text())["train"]["num_workers"] == 2
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{stamps_repo / 'ddp'}.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("avs").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/J")] == [0, 1]
+    assert run.data.params["train.num_workers"] == "2" and len(run.data.tags["mlflow.source.git.commit"]) == 40
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/model.safetensors"}
+    assert "Traceback" not in output
+
+
+def test_an_interrupted_stage_resumes_after_its_last_checkpoint(stamps_repo):
+    params = write_params(stamps_repo, "resume", epochs=3)
+    first = start_training(stamps_repo, params)
+    wait_for_checkpoint(stamps_repo / "ray" / "resume", first)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole stage dies: driver, Ray and workers
+    first.wait()
+    output = finish(start_training(stamps_repo, params))
+    assert "avs train: resuming after epoch" in output
+    assert json.loads((stamps_repo / "models" / "stamps" / "state.json").read_text())["epoch"] == 2
+
+
+def test_a_killed_worker_restarts_from_the_last_checkpoint(stamps_repo):
+    params = write_params(stamps_repo, "failure", epochs=3, num_workers=2, max_failures=2)
+    process = start_training(stamps_repo, params)
+    wait_for_checkpoint(stamps_repo / "ray" / "failure", process)
+    workers = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True).stdout.split()
+    assert workers, "no Ray Train worker process found"
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    output = finish(process)
+    assert "avs train: resuming after epoch" in output
+    metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
+    assert metrics["epoch"] == 2 and metrics["workers_in_sync"] == 1.0
+
+
+def test_two_node_cluster_on_loopback_places_workers_on_both_nodes(stamps_repo, tmp_path):
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = "6389"
+    temp_dir = f"/tmp/avs-ray-{os.getpid()}"  # its own session folder: no clash with another local Ray
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "3", "--disable-usage-stats", "--temp-dir", temp_dir]
+    # Ray's token authentication, as a real cluster would use it: every node and the driver share the token
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+
+    def ray_cli(*args: str) -> None:
+        done = subprocess.run([ray, *args], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    try:
+        ray_cli("start", "--head", "--port", port, "--include-dashboard", "false", *common,
+                "--resources", '{"avs_head": 1}', "--labels", "avs-node=head")
+        ray_cli("start", "--address", f"127.0.0.1:{port}", *common,
+                "--resources", '{"avs_second": 1}', "--labels", "avs-node=second")
+        # two workers of 2 CPUs each cannot share a 3-CPU node: one lands on each
+        params = write_params(stamps_repo, "cluster", num_workers=2, cpus_per_worker=2, epochs=1,
+                              ray_address=f"127.0.0.1:{port}")
+        output = finish(start_training(stamps_repo, params, env))
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+    metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
+    assert metrics["workers_nodes"] == 2.0 and metrics["workers_in_sync"] == 1.0, output[-3000:]
