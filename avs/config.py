@@ -188,7 +188,7 @@ class TrainConfig:
 
     epochs: int = field(default=8, metadata=_range(1, 10_000))
     batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per worker and step
-    image_size: int = field(default=160, metadata=_range(32, 2048))  # training and validation size
+    image_size: int = field(default=128, metadata=_range(32, 2048))  # training and validation size
     lr: float = field(default=5e-4, metadata=_range(0.0, 1.0))
     backbone_lr_multiplier: float = field(default=0.1, metadata=_range(0.0, 10.0))
     weight_decay: float = field(default=0.05, metadata=_range(0.0, 1.0))

@@ -1,0 +1,205 @@
+"""Input and training throughput: Ray Data vs a per-file DataLoader vs what the model consumes.
+
+All rows come from one run on one machine, over the train split of the shards in
+data/shards/<dataset> (run `dvc repro preprocess` first):
+
+1. Ray Data alone: `read_clips` (read Parquet, decode, clip-consistent augmentation) iterated
+   with `iter_torch_batches`, as a training worker receives it.
+2. The AVS peers' way: the same clips written once as per-file JPEG frames, PNG masks and .npy
+   log-mels, read by a `torch.utils.data.DataLoader` (same decode and augmentation code,
+   `--loader-workers` processes).
+3. The model's consumption: forward + backward + optimizer step of the configured model on
+   ready batches (one process, all threads), in clips/s.
+4. Training throughput of the real `train` stage with 1 and 2 Ray Train workers of one thread
+   each (one epoch each; clips/s as the loop reports it).
+
+Writes benchmarks/results/data_throughput.{json,md}.
+
+    python benchmarks/data_throughput.py [--params params.yaml] [--loader-workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from avs.config import config_from_dict, config_to_dict, load_config
+from avs.data.shards import SCHEMA, decode_row, encode_jpeg, encode_png
+from avs.data.stages import shards_dir
+from avs.data.stream import CollateClips, DecodeClips, max_frames, read_clips, shard_files
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def ray_data_rate(files: list[str], cfg, num_frames: int) -> float:
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    dataset = read_clips(files, image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment)
+    clips, start = 0, time.perf_counter()
+    for batch in dataset.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips()):
+        clips += len(batch.clip_id)
+    rate = clips / (time.perf_counter() - start)
+    ray.shutdown()
+    return rate
+
+
+def export_per_file(files: list[str], folder: Path, quality: int) -> list[Path]:
+    """Write every clip as frame_<t>.jpg, mask_<t>.png and log_mel.npy in its own folder."""
+    clips = []
+    for file in files:
+        for row in pq.read_table(file).to_pylist():
+            clip = decode_row(row)
+            out = folder / clip.clip_id
+            out.mkdir(parents=True)
+            for t, (frame, mask) in enumerate(zip(clip.frames, clip.masks)):
+                Image.fromarray(frame).save(out / f"frame_{t}.jpg", quality=quality)
+                Image.fromarray(mask).save(out / f"mask_{t}.png")
+            np.save(out / "log_mel.npy", clip.log_mel)
+            (out / "meta.json").write_text(json.dumps({"subset": clip.subset, "annotated": clip.mask_annotated.tolist()}))
+            clips.append(out)
+    return clips
+
+
+class PerFileClips(torch.utils.data.Dataset):
+    """A clip per folder of image files, decoded with PIL as the AVS codebases do."""
+
+    def __init__(self, folders: list[Path], decode: DecodeClips):
+        self.folders, self.decode = folders, decode
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        folder = self.folders[index]
+        meta = json.loads((folder / "meta.json").read_text())
+        frames = sorted(folder.glob("frame_*.jpg"))
+        row = {  # the same decode + augmentation code path as the shards: only the reading differs
+            "clip_id": folder.name, "subset": meta["subset"], "split": "train", "num_frames": len(frames),
+            "category_ids": [], "frames": [f.read_bytes() for f in frames],
+            "masks": [(folder / f"mask_{t}.png").read_bytes() for t in range(len(frames))],
+            "mask_annotated": meta["annotated"], "sounding": meta["annotated"], "visible_masks": None,
+            "log_mel": np.load(folder / "log_mel.npy").reshape(len(frames), -1).tolist(),
+        }
+        import pyarrow as pa
+
+        out = self.decode(pa.Table.from_pylist([{**row, "dataset": "x", "height": 0, "width": 0}], schema=SCHEMA))
+        return {k: v[0] for k, v in out.items()}
+
+
+def dataloader_rate(folders: list[Path], cfg, num_frames: int, workers: int) -> float:
+    decode = DecodeClips(image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment)
+    loader = torch.utils.data.DataLoader(PerFileClips(folders, decode), batch_size=cfg.train.batch_size,
+                                         num_workers=workers, shuffle=True, collate_fn=_stack)
+    clips, start = 0, time.perf_counter()
+    for batch in loader:
+        clips += len(batch.clip_id)
+    return clips / (time.perf_counter() - start)
+
+
+def _stack(items: list[dict[str, np.ndarray]]):
+    return CollateClips()({k: np.stack([i[k] for i in items]) for k in items[0]})
+
+
+def model_rate(cfg, num_frames: int, steps: int) -> float:
+    from avs.model import build_model, compute_losses
+    from avs.train.loop import make_optimizer
+
+    model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone_weights=None))).train()
+    optimizer = make_optimizer(model, cfg)
+    b, size = cfg.train.batch_size, cfg.train.image_size
+    frames, audio = torch.rand(b, num_frames, 3, size, size), torch.randn(b, num_frames, 96, 64)
+    masks, labelled = (torch.rand(b, num_frames, size, size) > 0.8).long(), torch.ones(b, num_frames, dtype=torch.bool)
+
+    def step() -> None:
+        losses = compute_losses(model(frames, audio), masks, labelled, cfg.loss, 1.0)
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * b / (time.perf_counter() - start)
+
+
+def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> float:
+    from avs.train.run import train
+
+    raw = config_to_dict(cfg)
+    raw["train"].update(epochs=1, num_workers=workers, threads_per_worker=1, storage_path=str(scratch / f"ray{workers}"),
+                        tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}", experiment="benchmark")
+    metrics = train(config_from_dict(raw), repo, progress=False)
+    import ray
+
+    ray.shutdown()
+    return metrics["train/clips_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--loader-workers", type=int, default=2)
+    parser.add_argument("--model-steps", type=int, default=5)
+    parser.add_argument("--skip-training", action="store_true", help="leave out the 1- and 2-worker training epochs")
+    args = parser.parse_args()
+    cfg = load_config(args.params)
+    repo = Path(".").resolve()
+    files = shard_files(shards_dir(cfg, repo), "train")
+    num_frames = max_frames(files)
+    torch.set_num_threads(os.cpu_count() or 1)
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        print("ray data ...", flush=True)
+        rates["ray_data"] = ray_data_rate(files, cfg, num_frames)
+        print("per-file DataLoader ...", flush=True)
+        folders = export_per_file(files, scratch / "clips", cfg.preprocess.jpeg_quality)
+        rates["per_file_dataloader"] = dataloader_rate(folders, cfg, num_frames, args.loader_workers)
+        shutil.rmtree(scratch / "clips")
+        print("model consumption ...", flush=True)
+        rates["model_consumption"] = model_rate(cfg, num_frames, args.model_steps)
+        if not args.skip_training:
+            for workers in (1, 2):
+                print(f"training, {workers} worker(s) ...", flush=True)
+                rates[f"training_{workers}_workers"] = training_rate(cfg, repo, workers, scratch)
+    write(rates, cfg, args, len(folders))
+
+
+def write(rates: dict[str, float], cfg, args, clips: int) -> None:
+    checks = [
+        ("Ray Data >= 3x the model's consumption", rates["ray_data"] / rates["model_consumption"], 3.0),
+        ("Ray Data >= 2x the per-file DataLoader", rates["ray_data"] / rates["per_file_dataloader"], 2.0),
+    ]
+    if "training_2_workers" in rates:
+        checks.append(("2 training workers >= 1.7x one", rates["training_2_workers"] / rates["training_1_workers"], 1.7))
+    result = {"benchmark": "data_throughput", "cpus": os.cpu_count(), "clips": clips, "image_size": cfg.train.image_size,
+              "batch_size": cfg.train.batch_size, "loader_workers": args.loader_workers,
+              "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
+              "targets": [{"target": name, "ratio": round(ratio, 2), "met": ratio >= goal} for name, ratio, goal in checks]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "data_throughput.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [f"# Data and training throughput ({os.cpu_count()} CPUs, {clips} train clips, {cfg.train.image_size} px, "
+             f"batch {cfg.train.batch_size}, one run)", "", "| path | clips/s |", "|---|---|"]
+    lines += [f"| {k.replace('_', ' ')} | {v:.2f} |" for k, v in rates.items()]
+    lines += ["", "| target | ratio | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['ratio']} | {'yes' if t['met'] else 'no'} |" for t in result["targets"]]
+    (RESULTS / "data_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
