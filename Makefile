@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/preprocess_throughput.py
 	$(BIN)/python benchmarks/dpc_knn_cost.py
 	$(BIN)/python benchmarks/model_cost.py --rounds 5
+	$(BIN)/python benchmarks/data_throughput.py
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)
