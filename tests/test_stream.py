@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avs.config import AugmentConfig
+from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
 from avs.data.stream import ClipBatch, CollateClips, DecodeClips, shard_files
 
@@ -69,8 +70,8 @@ def test_eval_resizes_pads_and_collates():
 
 
 def test_missing_manifest_or_split_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run the preprocess stage"):
+    with pytest.raises(DataError, match="manifest.json: shard manifest not found: run the preprocess stage"):
         shard_files(tmp_path, "train")
     (tmp_path / "manifest.json").write_text('{"splits": {"train": {"shards": []}}}')
-    with pytest.raises(ValueError, match="no clips in split 'val'"):
+    with pytest.raises(DataError, match="manifest.json: no clips in split 'val'"):
         shard_files(tmp_path, "val")

@@ -7,7 +7,6 @@ moves ready tensors to its device. The same code reads local folders and `s3://`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from avs.config import AugmentConfig
+from avs.data.errors import DataError
+from avs.data.preprocess import MANIFEST, read_manifest
 from avs.data.shards import decode_row
 
 
@@ -117,12 +118,9 @@ def _pad(array: np.ndarray, count: int) -> np.ndarray:
 def shard_files(shards_dir: str | Path, split: str) -> list[str]:
     """The Parquet files of one split, from the folder's manifest.json."""
     shards_dir = Path(shards_dir)
-    manifest_path = shards_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path}: no manifest; run the preprocess stage first")
-    splits = json.loads(manifest_path.read_text())["splits"]
+    splits = read_manifest(shards_dir)["splits"]
     if split not in splits or not splits[split]["shards"]:
-        raise ValueError(f"{manifest_path}: no clips in split '{split}' (splits: {', '.join(splits) or 'none'})")
+        raise DataError(shards_dir / MANIFEST, f"no clips in split '{split}' (splits: {', '.join(splits) or 'none'})")
     return [str((shards_dir / shard["path"]).resolve()) for shard in splits[split]["shards"]]
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from avs.config import Config, config_to_dict
+from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
 from avs.data.stream import max_frames, read_clips, shard_files
 from avs.train.checkpoint import MODEL_FILE, STATE_FILE, read_state
@@ -46,7 +47,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     repo_root = repo_root.resolve()
     shards = shards_dir(cfg, repo_root)
     train_files, val_files = shard_files(shards, "train"), shard_files(shards, "val")
-    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest = read_manifest(shards)
     num_frames = max_frames(train_files + val_files)
     t = cfg.train
     resolved = config_to_dict(cfg)
