@@ -24,6 +24,7 @@ from avs.config import Config, config_to_dict
 from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
 from avs.data.stream import max_frames, read_clips, shard_files
+from avs.model.weights import WeightsError
 from avs.train.checkpoint import MODEL_FILE, STATE_FILE, read_state
 
 
@@ -55,6 +56,10 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         resolved["model"]["backbone_weights"] = str((repo_root / cfg.model.backbone_weights).resolve())
     if cfg.model.audio_weights:
         resolved["model"]["audio_weights"] = str((repo_root / cfg.model.audio_weights).resolve())
+    for key in ("backbone_weights", "audio_weights"):  # fail here, not inside every Ray worker and its retries
+        if resolved["model"][key] and not Path(resolved["model"][key]).is_file():
+            raise WeightsError(f"model.{key}: {resolved['model'][key]}: weight file not found "
+                               "(the default EfficientNet-Lite0 file is written by `dvc repro weights`)")
 
     # a local instance gets the machine's CPUs for Ray Data on top of what the workers reserve,
     # otherwise workers holding every CPU would starve the decoding tasks that feed them
