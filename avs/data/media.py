@@ -170,7 +170,9 @@ def write_clip_video(
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": "17", "preset": "veryfast"}
+        # One encoder thread: x264's output depends on its thread count, which it takes from
+        # the CPUs it may use, and the embedded set must be byte-identical on every machine.
+        video.options = {"crf": "17", "preset": "veryfast", "threads": "1"}
         sound = container.add_stream("aac", rate=sample_rate)
         sound.layout = "mono"
         for image in frames:
