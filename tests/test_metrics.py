@@ -67,3 +67,72 @@ def test_hand_computed_cases_and_merging():
     merged.merge(empty_only.state())
     assert merged.compute()["J"] == pytest.approx((0.5 + 1 + 3) / 5)
     assert merged.compute()["F"] == pytest.approx(meter.compute()["F"])
+
+
+def test_compat_averages_per_batch_like_the_avsbench_code():
+    torch.manual_seed(1)
+    truth = torch.rand(6, 8, 8) > 0.5
+    truth[5] = False
+    probs = (truth.double() * 0.5 + torch.rand(6, 8, 8) * 0.6).clamp(0, 1)
+    meter = BinaryMeter(compat=True)
+    batches = [(0, 4), (4, 6)]  # an uneven last batch: its frames weigh more than in the exact protocol
+    for start, end in batches:
+        meter.update(probs[start:end], truth[start:end])
+    per_batch = [reference(probs[s:e], truth[s:e]) for s, e in batches]
+    assert meter.compute()["J"] == pytest.approx(sum(j for j, _ in per_batch) / 2, abs=1e-6)  # the reference divides in float32
+    assert meter.compute()["F"] == pytest.approx(sum(f for _, f in per_batch) / 2, abs=1e-7)
+    exact = BinaryMeter()
+    exact.update(probs, truth)
+    assert exact.compute()["J"] != pytest.approx(meter.compute()["J"], abs=1e-6)
+
+
+def test_compat_skips_a_batch_with_only_empty_truth():
+    meter = BinaryMeter(compat=True)
+    meter.update(torch.zeros(2, 2, 2), torch.zeros(2, 2, 2, dtype=torch.bool))  # J = 1, no F
+    truth = torch.tensor([[[True, False], [False, False]]])
+    meter.update(truth.double(), truth)  # J = 1, F = 1
+    assert meter.compute()["J"] == pytest.approx(1.0)
+    assert meter.compute()["F"] == pytest.approx(1.0)
+
+
+def test_semantic_meter_hand_computed():
+    from avs.eval.metrics import SemanticMeter
+
+    truth = torch.tensor([[[0, 1], [1, 2]], [[0, 0], [0, 0]]])
+    pred = torch.tensor([[[0, 1], [2, 2]], [[0, 0], [0, 3]]])
+    meter = SemanticMeter(num_classes=5)
+    meter.update(pred[:1], truth[:1])
+    meter.update(pred[1:], truth[1:])
+    # class 0: frame 0 IoU 1, frame 1 IoU 3/4; class 1: IoU 1/2 (frame 0 only); class 2: 1/2; class 3: 0 (frame 1)
+    expected_j = ((1 + 0.75) / 2 + 0.5 + 0.5 + 0.0) / 4
+    # F (beta^2 = 0.3): class 0 frame 1 P = 1, R = 3/4; class 1 P = 1, R = 1/2; class 2 P = 1/2, R = 1
+    f = lambda p, r: 1.3 * p * r / (0.3 * p + r)
+    expected_f = ((1 + f(1, 0.75)) / 2 + f(1, 0.5) + f(0.5, 1) + 0.0) / 4
+    scores = meter.compute()
+    assert scores["classes"] == 4  # class 4 never occurs and does not count
+    assert scores["J"] == pytest.approx(expected_j)
+    assert scores["F"] == pytest.approx(expected_f)
+    merged = SemanticMeter(num_classes=5)
+    merged.merge(meter.state())
+    assert merged.compute() == scores
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        meter.update(pred + 5, truth)
+
+
+def test_dataset_meter_accumulates_over_the_set():
+    from avs.eval.metrics import DatasetMeter
+
+    truth = torch.tensor([[[1, 1], [0, 0]], [[0, 0], [0, 0]]])
+    pred = torch.tensor([[[1, 0], [0, 0]], [[1, 0], [0, 0]]])
+    meter = DatasetMeter(num_classes=2)
+    meter.update(pred, truth)
+    # over the set: foreground TP 1, FP 1, FN 1 -> IoU 1/3; background TP 5, FP 1, FN 1 -> IoU 5/7
+    scores = meter.compute()
+    assert scores["J"] == pytest.approx((1 / 3 + 5 / 7) / 2)
+    f = lambda p, r: 1.3 * p * r / (0.3 * p + r)
+    assert scores["F"] == pytest.approx((f(1 / 2, 1 / 2) + f(5 / 6, 5 / 6)) / 2)
+    assert scores["J&F"] == pytest.approx((scores["J"] + scores["F"]) / 2)
+    one_by_one = DatasetMeter(num_classes=2)
+    for i in range(2):
+        one_by_one.update(pred[i:i + 1], truth[i:i + 1])
+    assert one_by_one.compute() == pytest.approx(scores)

@@ -1,12 +1,22 @@
-"""AVSBench-protocol J and F for binary masks, accumulated over a whole dataset (METHOD.md, Metrics).
+"""Segmentation metrics, accumulated over a whole dataset (METHOD.md, Metrics).
 
-Never averaged per batch: the meter keeps sums, so the score does not depend on the batch size,
-and `state()`/`merge()` reduce it across workers.
+Never averaged per batch: each meter keeps sums, so a score does not depend on the batch size,
+and `state()`/`merge()` reduce it across workers (add the states, e.g. with `all_reduce`).
+
+`BinaryMeter`, the AVSBench protocol for binary subsets (S4, MS3, the embedded set):
   J: per-frame IoU of (p > 0.5) with the truth, averaged over frames; a frame with an empty
      truth scores the share of pixels correctly left empty.
   F: per frame, the F-measure (beta^2 = 0.3) at 255 thresholds evenly spaced over [0, 1)
      (AVSBench's linspace(0, 1 - 1e-10, 255), prediction >= threshold), frames with an empty
      truth skipped; averaged over frames per threshold, then the maximum over thresholds.
+  compat=True instead averages per `update` call, as the AVSBench code does per batch: J is the
+     mean of the batches' frame means, F the mean of the batches' maxima (a batch whose frames
+     all have an empty truth has no F and is skipped, where that code divides by zero). Use it
+     only to compare with published numbers; the result then depends on the batch size.
+`SemanticMeter`, the AVSS protocol: per-class IoU and F over the frames where the class is
+  predicted or true, then the mean over classes.
+`DatasetMeter`, the per-dataset protocol (CAVP/DDESeg/VPO papers): intersection and union summed
+  over the whole set per class, averaged over classes including background; J&F = (J + F) / 2.
 """
 
 from __future__ import annotations
@@ -20,8 +30,11 @@ THRESHOLDS = torch.linspace(0, 1 - 1e-10, 255, dtype=torch.float64)
 class BinaryMeter:
     """Accumulates J and F over frames."""
 
-    def __init__(self) -> None:
-        self.sums = torch.zeros(3 + len(THRESHOLDS), dtype=torch.float64)  # J sum, frames, F frames, F sums
+    def __init__(self, compat: bool = False) -> None:
+        self.compat = compat
+        # J sum, frames, F frames, F sums per threshold, then the batch-wise sums:
+        # batch J means, batches, batch F maxima, batches with F
+        self.sums = torch.zeros(3 + len(THRESHOLDS) + 4, dtype=torch.float64)
 
     def update(self, probs: torch.Tensor, truth: torch.Tensor) -> None:
         """Args: probs (N, H, W) in [0, 1]; truth (N, H, W) bool, for N annotated frames."""
@@ -35,6 +48,8 @@ class BinaryMeter:
         jaccard = torch.where(empty, (~pred).double().mean(1), inter / union.clamp(min=1))
         self.sums[0] += jaccard.sum()
         self.sums[1] += len(jaccard)
+        self.sums[-4] += jaccard.mean()
+        self.sums[-3] += 1
 
         if (~empty).any():
             p, t = probs[~empty], truth[~empty].double()
@@ -47,8 +62,11 @@ class BinaryMeter:
             precision = true_positive / (predicted + 1e-20)
             recall = true_positive / (before[:, -1:] + 1e-20)
             f = (1 + BETA2) * precision * recall / (BETA2 * precision + recall)
+            f = f.nan_to_num(0.0)
             self.sums[2] += len(p)
-            self.sums[3:] += f.nan_to_num(0.0).sum(0)
+            self.sums[3:-4] += f.sum(0)
+            self.sums[-2] += f.mean(0).max()
+            self.sums[-1] += 1
 
     def state(self) -> torch.Tensor:
         """The sums, to be added across workers (`torch.distributed.all_reduce`)."""
@@ -60,8 +78,101 @@ class BinaryMeter:
     def compute(self) -> dict[str, float]:
         """{"J", "F", "frames"}; J or F is NaN when there was no frame to score."""
         frames, f_frames = self.sums[1].item(), self.sums[2].item()
+        if self.compat:
+            (j_sum, batches, f_sum, f_batches) = self.sums[-4:].tolist()
+            return {"J": _ratio(j_sum, batches), "F": _ratio(f_sum, f_batches), "frames": int(frames)}
         return {
-            "J": self.sums[0].item() / frames if frames else float("nan"),
-            "F": (self.sums[3:] / f_frames).max().item() if f_frames else float("nan"),
+            "J": _ratio(self.sums[0].item(), frames),
+            "F": (self.sums[3:-4] / f_frames).max().item() if f_frames else float("nan"),
             "frames": int(frames),
         }
+
+
+class SemanticMeter:
+    """AVSS protocol: per-class IoU and F (beta^2 = 0.3) of argmax predictions.
+
+    For every class, IoU and F are averaged over the frames where the class is predicted or
+    true; the scores are the means over classes that occurred at all. Pass annotated frames only.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.sums = torch.zeros(3, num_classes, dtype=torch.float64)  # IoU sums, F sums, frames
+
+    def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
+        """Args: pred, truth (N, H, W) integer class ids in [0, num_classes)."""
+        if pred.numel() == 0:
+            return
+        confusion = _confusion(pred, truth, self.num_classes)  # (N, K, K): [frame, true, predicted]
+        inter = confusion.diagonal(dim1=1, dim2=2)
+        true_count, predicted_count = confusion.sum(2), confusion.sum(1)
+        present = (true_count + predicted_count) > 0
+        iou = inter / (true_count + predicted_count - inter).clamp(min=1)
+        f = _f_measure(inter, predicted_count, true_count)
+        self.sums[0] += (iou * present).sum(0)
+        self.sums[1] += (f * present).sum(0)
+        self.sums[2] += present.sum(0)
+
+    def state(self) -> torch.Tensor:
+        return self.sums.clone()
+
+    def merge(self, state: torch.Tensor) -> None:
+        self.sums += state.to(self.sums)
+
+    def compute(self) -> dict[str, float]:
+        """{"J": mIoU, "F": mean F, "classes": how many occurred}."""
+        seen = self.sums[2] > 0
+        if not seen.any():
+            return {"J": float("nan"), "F": float("nan"), "classes": 0}
+        per_class = self.sums[:2, seen] / self.sums[2, seen]
+        return {"J": per_class[0].mean().item(), "F": per_class[1].mean().item(), "classes": int(seen.sum())}
+
+
+class DatasetMeter:
+    """Per-dataset protocol: one confusion matrix over the whole set (binary: K = 2, p > 0.5)."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        self.num_classes = num_classes
+        self.sums = torch.zeros(num_classes, num_classes, dtype=torch.float64)  # [true, predicted]
+
+    def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
+        """Args: pred, truth (N, H, W) integer class ids (binary: 0/1)."""
+        if pred.numel():
+            self.sums += _confusion(pred, truth, self.num_classes).sum(0)
+
+    def state(self) -> torch.Tensor:
+        return self.sums.clone()
+
+    def merge(self, state: torch.Tensor) -> None:
+        self.sums += state.to(self.sums)
+
+    def compute(self) -> dict[str, float]:
+        """{"J", "F", "J&F"}: means over the classes that occur in the truth or the predictions."""
+        inter = self.sums.diagonal()
+        true_count, predicted_count = self.sums.sum(1), self.sums.sum(0)
+        seen = (true_count + predicted_count) > 0
+        if not seen.any():
+            return {"J": float("nan"), "F": float("nan"), "J&F": float("nan")}
+        j = (inter / (true_count + predicted_count - inter).clamp(min=1))[seen].mean().item()
+        f = _f_measure(inter, predicted_count, true_count)[seen].mean().item()
+        return {"J": j, "F": f, "J&F": (j + f) / 2}
+
+
+def _confusion(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, K, K) per-frame confusion counts, [frame, true class, predicted class], float64."""
+    n = pred.shape[0]
+    pred, truth = pred.reshape(n, -1).long().cpu(), truth.reshape(n, -1).long().cpu()
+    if pred.numel() and (max(pred.max(), truth.max()) >= num_classes or min(pred.min(), truth.min()) < 0):
+        raise ValueError(f"class ids must lie in [0, {num_classes}); got [{min(pred.min(), truth.min())}, "
+                         f"{max(pred.max(), truth.max())}]")
+    index = (torch.arange(n).unsqueeze(1) * num_classes + truth) * num_classes + pred
+    return torch.bincount(index.flatten(), minlength=n * num_classes**2).view(n, num_classes, num_classes).double()
+
+
+def _f_measure(tp: torch.Tensor, predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    precision, recall = tp / predicted.clamp(min=1), tp / true.clamp(min=1)
+    return ((1 + BETA2) * precision * recall / (BETA2 * precision + recall)).nan_to_num(0.0)
+
+
+def _ratio(total: float, count: float) -> float:
+    return total / count if count else float("nan")
