@@ -31,6 +31,7 @@ class ClipBatch:
     log_mel: torch.Tensor  # (B, T, 96, 64) float32
     masks: torch.Tensor  # (B, T, H, W) uint8 class ids (binary: 0/1)
     labelled: torch.Tensor  # (B, T) bool: the frame has a ground-truth mask
+    sounding: torch.Tensor  # (B, T) bool: something sounds in the frame's second
     visible: torch.Tensor  # (B, T, H, W) uint8: every visible object (zeros when the source lacks it)
     has_visible: torch.Tensor  # (B,) bool
     subset: list[str]  # (B,) e.g. s4 / ms3 / hard
@@ -44,6 +45,7 @@ class ClipBatch:
             log_mel=torch.from_numpy(batch["log_mel"]),
             masks=torch.from_numpy(batch["masks"]),
             labelled=torch.from_numpy(batch["labelled"]),
+            sounding=torch.from_numpy(batch["sounding"]),
             visible=torch.from_numpy(batch["visible"]),
             has_visible=torch.from_numpy(batch["has_visible"]),
             subset=[str(s) for s in batch["subset"]],
@@ -51,7 +53,7 @@ class ClipBatch:
         )
 
     def to(self, device: torch.device) -> ClipBatch:
-        tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "log_mel", "masks", "labelled", "visible", "has_visible")}
+        tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "log_mel", "masks", "labelled", "sounding", "visible", "has_visible")}
         return ClipBatch(**tensors, subset=self.subset, clip_id=self.clip_id)
 
     def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +89,7 @@ class DecodeClips:
             self.transform = v2.Compose(steps)
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        columns: dict[str, list] = {k: [] for k in ("frames", "log_mel", "masks", "labelled", "visible", "has_visible", "subset", "clip_id")}
+        columns: dict[str, list] = {k: [] for k in ("frames", "log_mel", "masks", "labelled", "sounding", "visible", "has_visible", "subset", "clip_id")}
         for row in batch.to_pylist():
             clip = decode_row(row)
             video = tv_tensors.Video(torch.from_numpy(clip.frames).permute(0, 3, 1, 2))  # (T, 3, H, W)
@@ -103,6 +105,7 @@ class DecodeClips:
             columns["visible"].append(_pad(visible.numpy(), pad))
             columns["log_mel"].append(_pad(clip.log_mel, pad))
             columns["labelled"].append(_pad(clip.mask_annotated, pad))
+            columns["sounding"].append(_pad(clip.sounding, pad))
             columns["has_visible"].append(has_visible)
             columns["subset"].append(clip.subset)
             columns["clip_id"].append(clip.clip_id)

@@ -19,6 +19,7 @@ from avs.config import Config, config_from_dict
 from avs.data.stream import CollateClips
 from avs.eval.metrics import BinaryMeter
 from avs.model import build_model, compute_losses
+from avs.model.saved import foreground_probability
 from avs.train.checkpoint import load_training_state, load_weights, read_state, unwrap, write_checkpoint
 
 
@@ -140,7 +141,7 @@ def validate(model: nn.Module, data, cfg: Config, device: torch.device, use_bf16
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(*batch.model_inputs())["logits"]
-        probs = torch.sigmoid(logits[:, :, 0].float()) if logits.shape[2] == 1 else 1 - logits.float().softmax(2)[:, :, 0]
+        probs = foreground_probability(logits)
         truth = batch.masks > 0
         for index, subset in enumerate(batch.subset):
             labelled = batch.labelled[index]
