@@ -189,8 +189,8 @@ class TrainConfig:
     epochs: int = field(default=8, metadata=_range(1, 10_000))
     batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per worker and step
     image_size: int = field(default=128, metadata=_range(32, 2048))  # training and validation size
-    lr: float = field(default=5e-4, metadata=_range(0.0, 1.0))
-    backbone_lr_multiplier: float = field(default=0.1, metadata=_range(0.0, 10.0))
+    lr: float = field(default=1e-3, metadata=_range(0.0, 1.0))
+    backbone_lr_multiplier: float = field(default=0.3, metadata=_range(0.0, 10.0))
     weight_decay: float = field(default=0.05, metadata=_range(0.0, 1.0))
     warmup_epochs: float = field(default=1.0, metadata=_range(0.0, 10_000.0))
     grad_clip: float = field(default=1.0, metadata=_range(0.0))
@@ -214,6 +214,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """The `evaluate` stage: test metrics, calibration and the audio-reliance probes."""
+
+    split: str = "test"
+    batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per forward pass
+    noise_snr_db: tuple[float, ...] = (20.0, 10.0, 0.0)  # white noise mixed into the audio at these SNRs
+    overlays: int = field(default=4, metadata=_range(0, 1000))  # clips drawn as frame / truth / prediction / u
+    # Also report J and F averaged per batch of `batch_size` clips, as the AVSBench code does.
+    compat: bool = True
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """The `register` stage and `avs promote`: MLflow model registry name and promotion gate."""
+
+    model_name: str = "avs-stamps"
+    # `avs promote` moves the champion alias only if the candidate's test J is at least the
+    # current champion's plus this margin, and its ECE is at most max_ece.
+    min_improvement: float = field(default=0.0, metadata=_range(-1.0, 1.0))
+    max_ece: float = field(default=0.1, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole of `params.yaml`."""
 
@@ -223,6 +246,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     @property
     def num_classes(self) -> int:
