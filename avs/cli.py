@@ -13,10 +13,13 @@ from avs.model.weights import WeightsError
 from avs.track.registry import RegistryError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `avs` command line (also used by tests to check the commands infra/ manifests run)."""
     parser = argparse.ArgumentParser(prog="avs", description="Robust audio-visual segmentation workflow.")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a param, e.g. --set train.num_workers=4 (repeatable; values are YAML)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("fetch", help="build the embedded dataset, or check and index a real one")
     commands.add_parser("preprocess", help="decode clips into Parquet shards under data/shards/")
@@ -41,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     server = commands.add_parser("mlflow-server", help="run an MLflow tracking server on 127.0.0.1 (SQLite + local artifacts)")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--root", type=Path, default=Path("mlflow-server"), help="folder of its database and artifacts")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "shards":
             return _print_shards(args.folder)
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args.root, args.port)
         from avs.data import stages
 
-        cfg = load_config(args.params)
+        cfg = load_config(args.params, args.set)
         if args.command == "fetch":
             summary = stages.fetch(cfg, progress=not args.no_progress)
             print(json.dumps({k: v for k, v in summary.items() if k != "missing"}, indent=1))

@@ -267,11 +267,13 @@ class Config:
             )
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
+def load_config(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read and validate `params.yaml`.
 
     Args:
         path: the YAML file.
+        overrides: "dotted.key=value" settings applied on top (values parsed as YAML), as
+            `avs --set train.num_workers=4` passes them; the same syntax as `dvc exp run -S`.
 
     Returns:
         The validated `Config`.
@@ -286,10 +288,28 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    for override in overrides:
+        _apply_override(raw, override)
     try:
         return config_from_dict(raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {override}: expected dotted.key=value, e.g. train.num_workers=4")
+    *sections, leaf = key.strip().split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {override}: {section} is not a section")
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {override}: the value is not valid YAML: {err}") from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

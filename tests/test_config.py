@@ -58,3 +58,18 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_overrides_on_top_of_the_params_file(tmp_path):
+    from avs.config import load_config
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    cfg = load_config(path, ["train.num_workers=4", "train.use_gpu=true", "model.ama.stages=[2, 3]"])
+    assert (cfg.train.epochs, cfg.train.num_workers, cfg.train.use_gpu, cfg.model.ama.stages) == (3, 4, True, (2, 3))
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(path, ["train.epochs=zero"])
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_config(path, ["train.epochs"])
+    with pytest.raises(ConfigError, match="train.no_such_key"):
+        load_config(path, ["train.no_such_key=1"])
