@@ -66,3 +66,39 @@ def model_repo(stamps_repo, tmp_path) -> Path:
     (repo / "data" / "shards" / "stamps").symlink_to(stamps_repo / "data" / "shards" / "stamps")
     write_model_folder(repo / "models" / "stamps")
     return repo
+
+
+def dvc(project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run dvc in `project` with this venv's tools on PATH; fails the test with its output on error."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(project)}
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    return result.stdout + result.stderr
+
+
+def make_tiny_project(project: Path) -> Path:
+    """A scratch copy of the project (git + DVC) with params for a pipeline run of a minute or two."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    project.mkdir(parents=True)
+    for name in ("avs", "pipelines"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", project)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["stamps"].update(image_size=64, clips={"s4": 6, "ms3": 6, "hard": 6},
+                            deb_dir=str(REPO / ".cache/debs"), unpack_dir=str(REPO / ".cache/tuxpaint-stamps"))
+    params["preprocess"].update(image_size=64, num_workers=1)
+    params["model"].update(decoder_dim=16, ama={**params["model"]["ama"], "groups": [4, 4, 4, 2], "grouping_tokens": 64})
+    params["train"].update(epochs=1, image_size=48, batch_size=2, threads_per_worker=1)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    dvc(project, "init", "-q")
+    return project

@@ -1,0 +1,173 @@
+"""A local stand-in for the cluster, all real processes on 127.0.0.1, for tests and for trying infra/.
+
+    python infra/local/standin.py shell          start everything, print the environment, wait for Ctrl-C
+    python infra/local/standin.py run -- CMD...  start everything, run CMD in that environment, stop
+
+It starts
+  - an S3-compatible object store (moto's server) with a bucket `avs`: the DVC remote
+    (s3://avs/dvc) and Ray Train's storage_path (s3://avs/ray);
+  - an MLflow tracking server (SQLite + local artifacts, `avs.track.server`);
+  - a two-node Ray cluster: `ray start --head` and a second `ray start --address`, each with its
+    own custom resource (`avs_head`, `avs_second`) and a shared authentication token.
+Everything is stopped on exit, also when a step fails. `ray stop --force` stops every Ray process
+of this user on the machine: do not use it beside another local Ray cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+BUCKET = "avs"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _wait_http(url: str, process: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def object_store(root: Path) -> Iterator[dict[str, str]]:
+    """moto's S3 server on loopback with bucket `avs`; yields the AWS_* environment for clients."""
+    import boto3
+
+    port = free_port()
+    log = open(root / "s3.log", "ab")
+    process = subprocess.Popen([_bin("moto_server"), "-H", HOST, "-p", str(port)], stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    env = {"AWS_ENDPOINT_URL": f"http://{HOST}:{port}", "AWS_ACCESS_KEY_ID": "standin",
+           "AWS_SECRET_ACCESS_KEY": "standin-secret", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    try:
+        _wait_http(env["AWS_ENDPOINT_URL"], process, "the S3 server")
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id="standin", aws_secret_access_key="standin-secret").create_bucket(Bucket=BUCKET)
+        yield env
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def tracking_server(root: Path) -> Iterator[dict[str, str]]:
+    from avs.track.server import start_server, stop_server
+
+    port = free_port()
+    process = start_server(root / "mlflow", port)
+    try:
+        yield {"MLFLOW_TRACKING_URI": f"http://{HOST}:{port}"}
+    finally:
+        stop_server(process)
+
+
+@contextlib.contextmanager
+def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3) -> Iterator[dict[str, str]]:
+    """A head and a second node on loopback, sharing a token; yields RAY_ADDRESS and the auth settings."""
+    port = str(free_port())
+    token = root / "ray_auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    # a short session folder of its own (Unix socket paths are limited to ~100 characters)
+    temp_dir = tempfile.mkdtemp(prefix="avs-standin-ray-", dir="/tmp")
+    common = ["--node-ip-address", HOST, "--num-cpus", str(cpus_per_node), "--disable-usage-stats",
+              "--temp-dir", temp_dir]
+    full_env = {**os.environ, **env}
+
+    def ray(*args: str) -> None:
+        done = subprocess.run([_bin("ray"), *args], capture_output=True, text=True, timeout=180, env=full_env)
+        if done.returncode != 0:
+            raise RuntimeError(f"ray {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    try:
+        ray("start", "--head", "--port", port, "--include-dashboard", "false", *common, "--resources", '{"avs_head": 1}')
+        ray("start", "--address", f"{HOST}:{port}", *common, "--resources", '{"avs_second": 1}')
+        yield {**env, "RAY_ADDRESS": f"{HOST}:{port}"}
+    finally:
+        subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, timeout=180, env=full_env)
+
+
+@contextlib.contextmanager
+def local_stack(root: Path) -> Iterator[dict[str, str]]:
+    """Object store, tracking server and two-node Ray cluster; yields the environment to run in.
+
+    The Ray nodes get the object store's settings in their environment, so workers on either
+    node read and write `s3://avs/...` checkpoints.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    with object_store(root) as s3, tracking_server(root) as mlflow, ray_cluster(root, s3) as ray:
+        yield {**s3, **mlflow, **ray}
+
+
+def configure_dvc_remote(project: Path, env: dict[str, str]) -> None:
+    """Make s3://avs/dvc on the stand-in store the project's default DVC remote (secrets in config.local)."""
+    dvc = _bin("dvc")
+    steps = [["remote", "add", "--default", "--force", "standin", f"s3://{BUCKET}/dvc"],
+             ["remote", "modify", "--local", "standin", "endpointurl", env["AWS_ENDPOINT_URL"]],
+             ["remote", "modify", "--local", "standin", "access_key_id", env["AWS_ACCESS_KEY_ID"]],
+             ["remote", "modify", "--local", "standin", "secret_access_key", env["AWS_SECRET_ACCESS_KEY"]]]
+    for args in steps:
+        subprocess.run([dvc, *args], cwd=project, check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["shell", "run"])
+    parser.add_argument("command", nargs="*", help="run: the command (after --)")
+    parser.add_argument("--root", type=Path, default=Path(".standin"), help="state folder (logs, databases)")
+    args = parser.parse_args()
+    with local_stack(args.root) as env:
+        if args.mode == "run":
+            if not args.command:
+                parser.error("run needs a command after --")
+            return subprocess.call(args.command, env={**os.environ, **env})
+        print("The stand-in is up. In another shell:")
+        for key, value in env.items():
+            print(f"  export {key}={value}")
+        print("then run the pipeline there, e.g. `avs --set train.storage_path=s3://avs/ray train`. Ctrl-C here stops everything.")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

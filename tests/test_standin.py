@@ -1,0 +1,85 @@
+"""The loopback stand-in of infra/: S3 remote, MLflow server and a two-node Ray cluster, all real processes.
+
+The tiny pipeline's data goes through the S3 remote (`dvc push`, wipe, `dvc pull`), trains on
+both Ray nodes with checkpoints in s3://, and evaluates and registers over HTTP.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, dvc, make_tiny_project
+
+pytestmark = pytest.mark.slow
+
+
+def load_standin():
+    spec = importlib.util.spec_from_file_location("standin", REPO / "infra" / "local" / "standin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def s3_keys(env: dict[str, str], prefix: str) -> list[str]:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket="avs", Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as s:
+        return s.connect_ex((host, int(port))) == 0
+
+
+def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    standin = load_standin()
+    project = make_tiny_project(tmp_path / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    # one 2-CPU worker per 3-CPU node: the two workers land on different nodes
+    params["train"].update(num_workers=2, cpus_per_worker=2, storage_path="s3://avs/ray")
+    params["registry"].update(max_ece=1.0)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    dvc(project, "repro", "weights", "preprocess")
+
+    with standin.local_stack(tmp_path / "standin") as env:
+        standin.configure_dvc_remote(project, env)
+        dvc(project, "push", env=env)
+        assert any(key.startswith("dvc/files/md5/") for key in s3_keys(env, "dvc/"))
+        shutil.rmtree(project / ".dvc" / "cache")
+        shutil.rmtree(project / "data" / "shards")
+        (project / "data" / "weights" / "efficientnet_lite0.safetensors").unlink()
+        dvc(project, "pull", "preprocess", "weights", env=env)
+        assert (project / "data/shards/stamps/manifest.json").is_file()
+
+        output = dvc(project, "repro", env=env, timeout=900)
+        for stage in ("train", "evaluate", "register"):
+            assert f"Running stage '{stage}'" in output
+        train = json.loads((project / "metrics/train.json").read_text())
+        assert train["workers_nodes"] == 2.0 and train["workers_in_sync"] == 1.0
+        assert any(key.endswith("model.safetensors") for key in s3_keys(env, "ray/")), "no checkpoint in s3://avs/ray"
+
+        uri = env["MLFLOW_TRACKING_URI"]
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        (version,) = client.search_model_versions("name='avs-stamps'")
+        assert "test_J" in version.tags
+        run = client.get_run(version.run_id)
+        assert "test/J" in run.data.metrics and "val/J" in run.data.metrics  # training and evaluation in one run
+        promote = subprocess.run([sys.executable, "-m", "avs.cli", "promote"], cwd=project, capture_output=True,
+                                 text=True, env={**env, "PATH": f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin:/bin"})
+        assert promote.returncode == 0 and "promoted to @champion" in promote.stdout, promote.stdout + promote.stderr
+        endpoints = (env["AWS_ENDPOINT_URL"], uri)
+    assert not any(listening(url) for url in endpoints), "the stand-in left a server running"
