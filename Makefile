@@ -11,7 +11,7 @@ DEB_DIR := .cache/debs
 STAMPS_DEB := $(DEB_DIR)/.downloaded
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast bench lock clean-data
+.PHONY: setup repro test test-fast bench ablation lock clean-data
 
 setup: $(INSTALLED) $(STAMPS_DEB)
 
@@ -45,6 +45,10 @@ bench: setup
 	$(BIN)/python benchmarks/dpc_knn_cost.py
 	$(BIN)/python benchmarks/model_cost.py --rounds 5
 	$(BIN)/python benchmarks/data_throughput.py
+
+# Baseline, +AMA, +UE next to the full model of `make repro` (about 40 minutes on 2 cores).
+ablation: repro
+	$(BIN)/python benchmarks/ablation.py
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)
