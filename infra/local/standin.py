@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from avs.track.server import stop_server
 
 BUCKET = "avs"
 HOST = "127.0.0.1"
@@ -56,17 +57,6 @@ def _wait_http(url: str, process: subprocess.Popen, what: str, timeout_s: float 
     raise TimeoutError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextlib.contextmanager
 def object_store(root: Path) -> Iterator[dict[str, str]]:
     """moto's S3 server on loopback with bucket `avs`; yields the AWS_* environment for clients."""
@@ -84,12 +74,12 @@ def object_store(root: Path) -> Iterator[dict[str, str]]:
                      aws_access_key_id="standin", aws_secret_access_key="standin-secret").create_bucket(Bucket=BUCKET)
         yield env
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 @contextlib.contextmanager
 def tracking_server(root: Path) -> Iterator[dict[str, str]]:
-    from avs.track.server import start_server, stop_server
+    from avs.track.server import start_server
 
     port = free_port()
     process = start_server(root / "mlflow", port)
