@@ -43,6 +43,14 @@ def listening(url: str) -> bool:
         return s.connect_ex((host, int(port))) == 0
 
 
+def exposed_listeners() -> set[tuple[str, int]]:
+    """Listening TCP sockets on any address but loopback."""
+    import psutil
+
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and not c.laddr.ip.startswith("127.") and c.laddr.ip != "::1"}
+
+
 def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -55,7 +63,9 @@ def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     dvc(project, "repro", "weights", "preprocess")
 
+    exposed_before = exposed_listeners()
     with standin.local_stack(tmp_path / "standin") as env:
+        assert exposed_listeners() <= exposed_before, "the stand-in must listen on loopback only"
         standin.configure_dvc_remote(project, env)
         dvc(project, "push", env=env)
         assert any(key.startswith("dvc/files/md5/") for key in s3_keys(env, "dvc/"))
