@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from avs.config import Config
+from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
 from avs.eval.calibration import CalibrationMeter, plot_reliability
@@ -60,6 +61,8 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     swapped_audio = swapped(audio)
     reports = report_dir(cfg, repo_root)
     overlays: list[Path] = []
+    subsets = read_manifest(shards_dir(cfg, repo_root))["splits"][e.split]["subsets"]
+    overlay_quota = {s: e.overlays // len(subsets) + (i < e.overlays % len(subsets)) for i, s in enumerate(sorted(subsets))}
     seen = 0
     bar = tqdm(total=len(audio), desc="evaluate", unit="clip", disable=not progress)
     with torch.inference_mode():
@@ -70,8 +73,8 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
                 log_mel = swapped_audio[rows] if name == "swapped" else perturb(batch.log_mel) if perturb else batch.log_mel
                 outputs = model(frames, log_mel)
                 scores.update(name, batch, outputs)
-                if name == "clean" and len(overlays) < e.overlays:
-                    overlays += _draw_overlays(batch, outputs, reports / "overlays", e.overlays - len(overlays))
+                if name == "clean":
+                    overlays += _draw_overlays(batch, outputs, reports / "overlays", overlay_quota)
             seen += len(batch.clip_id)
             bar.update(len(batch.clip_id))
     bar.close()
@@ -95,7 +98,7 @@ class _Scores:
         self.compat = BinaryMeter(compat=True) if compat else None
         self.dataset = DatasetMeter(max(2, num_classes))
         self.semantic = SemanticMeter(num_classes) if num_classes > 1 else None
-        self.visual_only: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # clean / muted
+        self.visual_only: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<clean|muted>:<subset>"
         self.calibration: dict[str, CalibrationMeter] = defaultdict(CalibrationMeter)  # final/raw x all/transition
 
     def update(self, condition: str, batch: ClipBatch, outputs: dict[str, Any]) -> None:
@@ -110,7 +113,8 @@ class _Scores:
             for name in (subset, "all"):
                 self.binary[f"{condition}:{name}"].update(probs[index][keep], truth[index][keep])
             if batch.has_visible[index] and condition in ("clean", "muted"):
-                self.visual_only[condition].update(batch.visible[index][keep].float(), truth[index][keep])
+                for name in (subset, "all"):
+                    self.visual_only[f"{condition}:{name}"].update(batch.visible[index][keep].float(), truth[index][keep])
         if condition != "clean":
             return
         if self.compat is not None:
@@ -153,8 +157,9 @@ class _Scores:
             out["test"].update({"avss_mIoU": semantic["J"], "avss_F": semantic["F"]})
         for name, meter in sorted(self.calibration.items()):
             out["calibration"][name] = {k: v for k, v in meter.compute().items()}
-        for condition, meter in self.visual_only.items():
-            out["robustness"][f"visual_only_{condition}_J"] = meter.compute()["J"]
+        for key, meter in sorted(self.visual_only.items()):
+            condition, subset = key.split(":")
+            out["robustness"][f"visual_only_{condition}" + ("" if subset == "all" else f"_{subset}") + "_J"] = meter.compute()["J"]
         return out
 
 
@@ -180,8 +185,8 @@ def _batches(files: list[str], image_size: int, num_frames: int, batch_size: int
             yield ClipBatch.from_numpy(decode(pa.Table.from_batches([record_batch])))
 
 
-def _draw_overlays(batch: ClipBatch, outputs: dict[str, Any], folder: Path, limit: int) -> list[Path]:
-    """One PNG per clip: rows frame / truth / prediction / uncertainty, one column per frame."""
+def _draw_overlays(batch: ClipBatch, outputs: dict[str, Any], folder: Path, quota: dict[str, int]) -> list[Path]:
+    """One PNG per clip while its subset's `quota` lasts: rows frame / truth / prediction / uncertainty."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +196,10 @@ def _draw_overlays(batch: ClipBatch, outputs: dict[str, Any], folder: Path, limi
     probs = foreground_probability(outputs["logits"])
     u = outputs["uncertainty"]
     written = []
-    for index in range(min(limit, len(batch.clip_id))):
+    for index, subset in enumerate(batch.subset):
+        if quota.get(subset, 0) <= 0:
+            continue
+        quota[subset] -= 1
         frames = int(batch.labelled[index].sum()) or batch.frames.shape[1]
         figure, axes = plt.subplots(4, frames, figsize=(1.6 * frames, 6.6), squeeze=False)
         for t in range(frames):
