@@ -85,12 +85,24 @@ def registry_round_trip(repo: Path, uri: str) -> None:
     assert ((0 <= out["probability"]) & (out["probability"] <= 1)).all()
 
 
-def test_register_promote_and_load_by_alias(model_repo):
+def test_register_promote_and_load_by_alias(model_repo, capsys):
+    from avs.cli import main
+
     uri = f"sqlite:///{model_repo / 'mlflow.db'}"
     with pytest.raises(RegistryError, match="evaluate"):
         register(config(), model_repo, uri)
     evaluate(config(), model_repo, progress=False, tracking_uri=uri)
     registry_round_trip(model_repo, uri)
+
+    params = model_repo / "cli.yaml"
+    params.write_text(json.dumps({"registry": {"model_name": "avs-test", "min_improvement": 0.5, "max_ece": 1.0},
+                                  "train": {"tracking_uri": uri}}))
+    capsys.readouterr()
+    assert main(["--params", str(params), "promote", "--version", "1"]) == 3  # the gate refuses: exit 3
+    assert "v1: not promoted: test J" in capsys.readouterr().out
+    assert main(["--params", str(params), "models"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].split()[:2] == ["2", "champion"] and listing[2].split()[:2] == ["1", "-"]
 
 
 def free_port() -> int:
