@@ -64,7 +64,8 @@ def main() -> None:
             subprocess.run([str(Path(sys.executable).with_name("dvc")), "exp", "remove", name], capture_output=True)
             print(f"ablation: running {name} ({' '.join(overrides)})", flush=True)
             dvc("exp", "run", "--temp", "-n", name, *[a for o in overrides for a in ("-S", o)])
-    found = evaluations(json.loads(dvc("exp", "show", "--json", "--no-fetch")))
+    # experiments hang off the commit they started from: look at every commit's
+    found = evaluations(json.loads(dvc("exp", "show", "--json", "--no-fetch", "--all-commits")))
     rows = [("baseline", "baseline"), ("+AMA", "ama"), ("+UE", "ue"), ("full (AMA + UE)", "workspace")]
     lines = ["# Ablation on the embedded set (test split)", "",
              "Made by `make ablation` (benchmarks/ablation.py): each variant is the whole `dvc repro` with",
@@ -80,7 +81,7 @@ def main() -> None:
             value = metrics
             for part in path:
                 value = value.get(part, {}) if isinstance(value, dict) else {}
-            cells.append(f"{value:.3f}" if isinstance(value, (int, float)) else "-")
+            cells.append(f"{value:.3f}" if isinstance(value, (int, float)) and value == value else "-")  # NaN: no u
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Switches: baseline `" + " ".join(VARIANTS["baseline"]) + "`; +AMA `" + " ".join(VARIANTS["ama"])
               + "`; +UE `" + " ".join(VARIANTS["ue"]) + "`.",
