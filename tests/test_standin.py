@@ -43,12 +43,18 @@ def listening(url: str) -> bool:
         return s.connect_ex((host, int(port))) == 0
 
 
-def exposed_listeners() -> set[tuple[str, int]]:
-    """Listening TCP sockets on any address but loopback."""
+def listeners_of_server_at(url: str) -> set[str]:
+    """The addresses every process of the server listening at `url` (and its children) listens on."""
     import psutil
 
-    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and not c.laddr.ip.startswith("127.") and c.laddr.ip != "::1"}
+    port = int(url.rsplit(":", 1)[1])
+    sockets = psutil.net_connections(kind="inet")
+    (pid,) = {c.pid for c in sockets if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    root = psutil.Process(pid)
+    while root.parent() is not None and root.parent().cmdline()[:3] == root.cmdline()[:3]:
+        root = root.parent()  # a worker of the server: start from the server itself
+    family = {root.pid} | {p.pid for p in root.children(recursive=True)}
+    return {c.laddr.ip for c in sockets if c.status == psutil.CONN_LISTEN and c.pid in family}
 
 
 def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
@@ -63,9 +69,9 @@ def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     dvc(project, "repro", "weights", "preprocess")
 
-    exposed_before = exposed_listeners()
     with standin.local_stack(tmp_path / "standin") as env:
-        assert exposed_listeners() <= exposed_before, "the stand-in must listen on loopback only"
+        for server in (env["AWS_ENDPOINT_URL"], env["MLFLOW_TRACKING_URI"]):
+            assert listeners_of_server_at(server) == {"127.0.0.1"}, f"{server} must listen on loopback only"
         standin.configure_dvc_remote(project, env)
         dvc(project, "push", env=env)
         assert any(key.startswith("dvc/files/md5/") for key in s3_keys(env, "dvc/"))

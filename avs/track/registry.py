@@ -19,11 +19,12 @@ from avs.model.weights import WeightsError
 from avs.track.runs import tracking_uri as default_tracking_uri
 
 CHAMPION = "champion"
-# version tags copied from metrics/evaluate.json: tag name -> (section, key)
+# version tags copied from metrics/evaluate.json: tag name -> its path in that file
 METRIC_TAGS = {
-    "test_J": ("test", "J"), "test_F": ("test", "F"), "ece": ("calibration", "final"),
-    "auroc_u": ("calibration", "final"), "muted_J": ("robustness", "muted_J"),
-    "swapped_J": ("robustness", "swapped_J"), "visual_only_J": ("robustness", "visual_only_clean_J"),
+    "test_J": ("test", "J"), "test_F": ("test", "F"),
+    "ece": ("calibration", "final", "ece"), "auroc_u": ("calibration", "final", "auroc_u"),
+    "muted_J": ("robustness", "muted_J"), "swapped_J": ("robustness", "swapped_J"),
+    "visual_only_J": ("robustness", "visual_only_clean_J"),
 }
 
 
@@ -33,11 +34,11 @@ class RegistryError(RuntimeError):
 
 def _metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
     tags = {}
-    for tag, (section, key) in METRIC_TAGS.items():
-        value = metrics.get(section, {}).get(key)
-        if isinstance(value, dict):  # calibration rows
-            value = value.get(tag)
-        if isinstance(value, (int, float)):
+    for tag, path in METRIC_TAGS.items():
+        value: Any = metrics
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)) and value == value:  # NaN (e.g. no u without UE) is left out
             tags[tag] = f"{value:.6f}"
     return tags
 

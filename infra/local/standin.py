@@ -9,7 +9,10 @@ It starts
   - an MLflow tracking server (SQLite + local artifacts, `avs.track.server`);
   - a two-node Ray cluster: `ray start --head` and a second `ray start --address`, each with its
     own custom resource (`avs_head`, `avs_second`) and a shared authentication token.
-Everything is stopped on exit, also when a step fails. `ray stop --force` stops every Ray process
+The S3 and MLflow servers listen on 127.0.0.1 only (the test checks it). Ray 2.60's processes do
+not all follow `--node-ip-address 127.0.0.1`: measured, its client server also listens on the
+machine's address and some core-worker gRPC ports on all interfaces; on a shared machine, keep
+them behind a firewall. Everything is stopped on exit, also when a step fails. `ray stop --force` stops every Ray process
 of this user on the machine: do not use it beside another local Ray cluster.
 """
 
