@@ -71,10 +71,13 @@ def test_two_workers_train_in_sync_and_export(stamps_repo):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/J")] == [0, 1]
     assert run.data.params["train.num_workers"] == "2" and len(run.data.tags["mlflow.source.git.commit"]) == 40
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/model.safetensors"}
-    # Ray Data's own operator threads may print an InterruptedError traceback when a dataset
-    # iteration is torn down between epochs (seen in CI); anything else is ours and fails the test
-    ray_data = re.compile(r"\((ListFiles|ReadFiles\w*|MapBatches\(\w+\)|SplitCoordinator) pid=")
-    assert not [line for line in output.splitlines() if "Traceback" in line and not ray_data.search(line)], output[-4000:]
+    # Our code runs in the driver and the RayTrainWorker processes: a traceback there fails the
+    # test. Ray's own helpers may print one from a background thread (seen in CI: Ray Data's
+    # ListFiles at teardown; PlacementGroupCleaner while another Ray instance shuts down).
+    ray_process = re.compile(r"\((?!RayTrainWorker)[\w()]+ pid=\d+")
+    lines = output.splitlines()
+    ours = [i for i, line in enumerate(lines) if "Traceback" in line and not ray_process.search(line)]
+    assert not ours, "\n".join(lines[ours[0]:ours[0] + 30]) if ours else ""
 
 
 def test_an_interrupted_stage_resumes_after_its_last_checkpoint(stamps_repo):
