@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -31,26 +30,27 @@ def start_server(root: Path, port: int, log: Path | None = None) -> subprocess.P
     out = open(log or root / "server.log", "ab")
     process = subprocess.Popen(server_command(root, port), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until_healthy(f"http://{HOST}:{port}", process, log or root / "server.log")
+        wait_until_answers(f"http://{HOST}:{port}/health", process, "mlflow server", log=log or root / "server.log")
     except BaseException:
         stop_server(process)
         raise
     return process
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
+def wait_until_answers(url: str, process: subprocess.Popen, what: str, timeout_s: float = 120.0,
+                       log: Path | None = None) -> None:
+    """Poll `url` until it answers with a 2xx status; fail early if `process` exits first."""
+    see = f"; see {log}" if log else ""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}; see {log}")
+            raise RuntimeError(f"{what} exited with {process.returncode}{see}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"mlflow server at {url} did not answer within {timeout_s:.0f} s; see {log}")
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:  # not listening yet, or an error status (urllib raises for those)
+            time.sleep(0.5)
+    raise TimeoutError(f"{what} at {url} did not answer within {timeout_s:.0f} s{see}")
 
 
 def stop_server(process: subprocess.Popen) -> None:

@@ -27,11 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from avs.track.server import stop_server
+from avs.track.server import stop_server, wait_until_answers
 
 BUCKET = "avs"
 HOST = "127.0.0.1"
@@ -47,19 +46,6 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _wait_http(url: str, process: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
-
-
 @contextlib.contextmanager
 def object_store(root: Path) -> Iterator[dict[str, str]]:
     """moto's S3 server on loopback with bucket `avs`; yields the AWS_* environment for clients."""
@@ -72,7 +58,7 @@ def object_store(root: Path) -> Iterator[dict[str, str]]:
     env = {"AWS_ENDPOINT_URL": f"http://{HOST}:{port}", "AWS_ACCESS_KEY_ID": "standin",
            "AWS_SECRET_ACCESS_KEY": "standin-secret", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
     try:
-        _wait_http(env["AWS_ENDPOINT_URL"], process, "the S3 server")
+        wait_until_answers(env["AWS_ENDPOINT_URL"], process, "the S3 server", timeout_s=60)
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                      aws_access_key_id="standin", aws_secret_access_key="standin-secret").create_bucket(Bucket=BUCKET)
         yield env
