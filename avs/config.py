@@ -132,10 +132,14 @@ class ModelConfig:
     # repository root; null = random. The default file is written by the `weights` stage.
     backbone_weights: str | None = "data/weights/efficientnet_lite0.safetensors"
     # vggish: the published architecture (72 M parameters); vggish_lite: the same layout at
-    # a quarter of the channels and a 256-wide embedding MLP (CPU runs).
-    audio_encoder: Literal["vggish", "vggish_lite"] = "vggish_lite"
-    # Local VGGish weights in torchvggish's key layout (only for audio_encoder: vggish).
+    # a quarter of the channels and a 256-wide embedding MLP (CPU runs); aisfx: the pretrained
+    # sound-effects CNN of the `aisfx` wheel with its own front end (avs/model/audio.py).
+    audio_encoder: Literal["vggish", "vggish_lite", "aisfx"] = "aisfx"
+    # Local weights: VGGish in torchvggish's key layout (vggish), or an aisfx checkpoint
+    # (aisfx; null = the one shipped in the installed wheel).
     audio_weights: str | None = None
+    # Keep the audio encoder's weights (and batch-norm statistics) fixed: for a pretrained one [ours].
+    freeze_audio: bool = True
     decoder_dim: int = field(default=64, metadata=_range(8, 2048))
     ama: AMAConfig = field(default_factory=AMAConfig)
     ue: UEConfig = field(default_factory=UEConfig)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from avs.data.audio import log_mel, split_seconds
+from avs.data.audio import split_seconds
 from avs.data.errors import DataError
 from avs.data.media import SAMPLE_RATE, read_audio, read_video_frames, write_clip_video
 from avs.model.saved import foreground_probability, load_model
@@ -45,7 +45,7 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
         raise DataError(video, f"video is {seconds} s long (with audio); at least {clip_seconds} s are needed "
                                "(or pass a smaller --clip-seconds)")
     frames = read_video_frames(video, seconds)  # (S, H, W, 3) uint8
-    audio = log_mel(split_seconds(waveform, seconds, video))  # (S, 96, 64)
+    audio = split_seconds(waveform, seconds, video)  # (S, 16000)
     size = cfg.train.image_size
 
     probability = np.zeros(frames.shape[:3], np.float32)

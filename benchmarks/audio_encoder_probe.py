@@ -5,13 +5,11 @@ throughout). Embeddings of every second of every s4 clip; a logistic-regression 
 the train and val clips and scored on the test clips' seconds whose category occurs in training
 (test clips are unseen compositions; the recordings are the stamps' own, shared across clips).
 Encoders compared on the same audio (the 16 kHz track the pipeline reads):
-  aisfx          the EmbeddingNet of the PyPI wheel `aisfx` 0.1.2 (CC BY 4.0), pretrained on
-                 sound-effect libraries, with its own front end (44.1 kHz, 96 power-mel bands,
-                 log10(10^4 x + 1), ISMIR min-max scaling) rebuilt with torchaudio; our audio is
-                 upsampled from 16 kHz, so its bands above 8 kHz are empty
-  trained lite   the `vggish_lite` audio encoder of the trained default model (models/stamps)
-  random lite    the same architecture at random initialisation (the floor)
-Writes benchmarks/results/audio_encoder_probe.md. Needs `dvc repro` (raw clips, shards, model)
+  aisfx               `model.audio_encoder: aisfx` (avs/model/audio.py): the pretrained
+                      EmbeddingNet of the PyPI wheel `aisfx` 0.1.2 (CC BY 4.0) and its front end
+  trained (...)       the audio encoder of the trained model in models/stamps, if there is one
+  random vggish_lite  `vggish_lite` at random initialisation (the floor)
+Writes benchmarks/results/audio_encoder_probe.md. Needs `dvc repro` (the shards, and the model)
 and aisfx (installed by the set-up, without its dependencies: see requirements-nodeps.txt).
 """
 
@@ -25,82 +23,39 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-import torchaudio
 
-from avs.data.media import SAMPLE_RATE, read_audio
-from avs.model.encoders import build_audio_encoder
+from avs.data.audio import from_pcm16
+from avs.model.audio import build_audio_encoder
 from avs.model.saved import load_model
-
-AISFX_RATE = 44100
-AISFX_SCALE = 9.457798957824707  # the ISMIR paper's spectrogram maximum ("original" normalisation)
-
-
-def load_aisfx() -> torch.nn.Module:
-    """aisfx's EmbeddingNet with its checkpoint, read with weights_only=True (numpy scalars allowed)."""
-    import aisfx
-    import numpy.core.multiarray as multiarray
-    from aisfx.models.cnn2d import EmbeddingNet
-
-    path = Path(aisfx.__file__).parent / "models" / "checkpoint.pth"
-    allowed = [(multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype, np.dtypes.Int64DType, np.dtypes.Float64DType]
-    with torch.serialization.safe_globals(allowed):
-        weights, _ = torch.load(path, map_location="cpu", weights_only=True)
-    net = EmbeddingNet("max", 3, 1, 64)
-    net.load_state_dict({k.removeprefix("embedding_net."): v for k, v in weights.items() if k.startswith("embedding_net.")})
-    return net.eval()
-
-
-class AisfxFrontEnd(torch.nn.Module):
-    """aisfx's librosa front end: power mel (htk, L1-normalised filters, centred frames), log10, scaled."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=2048, hop_length=1024, power=2.0, center=True)
-        fbank = torchaudio.functional.melscale_fbanks(1025, 0.0, AISFX_RATE / 2, 96, AISFX_RATE, norm=None, mel_scale="htk")
-        self.register_buffer("fbank", fbank / fbank.sum(0, keepdim=True).clamp(min=1e-12))  # librosa norm=1.0
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(N, samples) at 44.1 kHz, each peak-normalised -> (N, frames, 96)."""
-        waveform = waveform / waveform.abs().amax(1, keepdim=True).clamp(min=1e-8)
-        mel = self.spectrogram(waveform).transpose(1, 2) @ self.fbank  # (N, frames, 96)
-        return torch.log10(mel * 10000.0 + 1) / AISFX_SCALE
 
 
 def s4_seconds(repo: Path) -> list[dict]:
-    """Every second of every s4 clip: its split, category, 16 kHz audio and stored log-mel."""
+    """Every second of every s4 clip in the shards: its split, category and 16 kHz audio."""
     rows = []
     for split in ("train", "val", "test"):
         for shard in sorted((repo / "data/shards/stamps" / split).glob("*.parquet")):
-            table = pq.read_table(shard, columns=["clip_id", "subset", "category_ids", "log_mel", "num_frames"])
+            table = pq.read_table(shard, columns=["subset", "category_ids", "audio"])
             for clip in table.to_pylist():
                 if clip["subset"] != "s4":
                     continue
-                name = clip["clip_id"].split("/")[-1]
-                video = next((repo / "data/raw/stamps/s4_data/raw_videos").rglob(f"{name}.mp4"))
-                audio = read_audio(video)
-                log_mel = np.asarray(clip["log_mel"], np.float32).reshape(-1, 96, 64)
-                for t in range(clip["num_frames"]):
-                    rows.append({"split": split, "category": clip["category_ids"][0],
-                                 "audio": audio[t * SAMPLE_RATE:(t + 1) * SAMPLE_RATE], "log_mel": log_mel[t]})
+                for second in from_pcm16(clip["audio"]):
+                    rows.append({"split": split, "category": clip["category_ids"][0], "audio": second})
     return rows
 
 
 @torch.no_grad()
-def embed(rows: list[dict], model_folder: Path) -> dict[str, np.ndarray]:
-    waveform = torch.from_numpy(np.stack([np.pad(r["audio"], (0, SAMPLE_RATE - len(r["audio"]))) for r in rows]))
-    log_mel = torch.from_numpy(np.stack([r["log_mel"] for r in rows]))
-    trained, _ = load_model(model_folder)
+def embed(rows: list[dict], model_folder: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    waveform = torch.from_numpy(np.stack([r["audio"] for r in rows]))  # (N, 16000)
+    encoders = {"aisfx": build_audio_encoder("aisfx", frozen=True)}
+    if (model_folder / "model.safetensors").is_file():
+        trained, cfg = load_model(model_folder)
+        encoders[f"trained ({cfg.model.audio_encoder})"] = trained.audio
     torch.manual_seed(0)
-    random_lite = build_audio_encoder("vggish_lite", None).eval()
-    upsampled = torchaudio.functional.resample(waveform, SAMPLE_RATE, AISFX_RATE)
+    encoders["random vggish_lite"] = build_audio_encoder("vggish_lite")
     out, timings = {}, {}
-    for name, fn in {
-        "aisfx": lambda: load_aisfx()(AisfxFrontEnd()(upsampled)),
-        "trained lite": lambda: trained.eval().audio(log_mel),
-        "random lite": lambda: random_lite(log_mel),
-    }.items():
+    for name, encoder in encoders.items():
         started = time.perf_counter()
-        out[name] = fn().numpy()
+        out[name] = encoder.eval()(waveform).numpy()
         timings[name] = (time.perf_counter() - started) / len(rows) * 1000
     return out, timings
 

@@ -30,11 +30,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
 from avs.config import config_from_dict, config_to_dict, load_config
+from avs.data.audio import to_pcm16
+from avs.data.media import SAMPLE_RATE
 from avs.data.shards import SCHEMA, decode_row, encode_jpeg, encode_png
 from avs.data.stages import shards_dir
 from avs.data.stream import CollateClips, DecodeClips, max_frames, read_clips, shard_files
@@ -59,7 +62,7 @@ def ray_data_rate(files: list[str], cfg, num_frames: int) -> list[float]:
 
 
 def export_per_file(files: list[str], folder: Path, quality: int) -> list[Path]:
-    """Write every clip as frame_<t>.jpg, mask_<t>.png and log_mel.npy in its own folder."""
+    """Write every clip as frame_<t>.jpg, mask_<t>.png and audio.wav (16 kHz, 16 bit) in its own folder."""
     clips = []
     for file in files:
         for row in pq.read_table(file).to_pylist():
@@ -69,7 +72,7 @@ def export_per_file(files: list[str], folder: Path, quality: int) -> list[Path]:
             for t, (frame, mask) in enumerate(zip(clip.frames, clip.masks)):
                 Image.fromarray(frame).save(out / f"frame_{t}.jpg", quality=quality)
                 Image.fromarray(mask).save(out / f"mask_{t}.png")
-            np.save(out / "log_mel.npy", clip.log_mel)
+            soundfile.write(out / "audio.wav", clip.audio.reshape(-1), SAMPLE_RATE, subtype="PCM_16")
             (out / "meta.json").write_text(json.dumps({"subset": clip.subset, "annotated": clip.mask_annotated.tolist()}))
             clips.append(out)
     return clips
@@ -93,7 +96,7 @@ class PerFileClips(torch.utils.data.Dataset):
             "category_ids": [], "frames": [f.read_bytes() for f in frames],
             "masks": [(folder / f"mask_{t}.png").read_bytes() for t in range(len(frames))],
             "mask_annotated": meta["annotated"], "sounding": meta["annotated"], "visible_masks": None,
-            "log_mel": np.load(folder / "log_mel.npy").reshape(len(frames), -1).tolist(),
+            "audio": to_pcm16(soundfile.read(folder / "audio.wav", dtype="float32")[0].reshape(len(frames), -1)),
         }
         import pyarrow as pa
 

@@ -47,7 +47,7 @@ def make_config(model: dict, variant: dict) -> Config:
 def make_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(args.clips, args.frames, 3, args.size, args.size, generator=g)
-    audio = torch.randn(args.clips, args.frames, 96, 64, generator=g)
+    audio = torch.randn(args.clips, args.frames, 16000, generator=g) * 0.1  # 1 s of 16 kHz audio per frame
     masks = (torch.rand(args.clips, args.frames, args.size, args.size, generator=g) > 0.8).long()
     return tuple(t.to(args.device) for t in (frames, audio, masks))
 

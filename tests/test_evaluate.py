@@ -80,7 +80,7 @@ def registry_round_trip(repo: Path, uri: str) -> None:
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/avs-test@{CHAMPION}")
     out = model.predict({"frames": np.random.rand(1, 2, 3, 64, 64).astype(np.float32),
-                         "log_mel": np.random.randn(1, 2, 96, 64).astype(np.float32)})
+                         "audio": np.random.randn(1, 2, 16000).astype(np.float32) * 0.1})
     assert out["probability"].shape == out["uncertainty"].shape == (1, 2, 64, 64)
     assert ((0 <= out["probability"]) & (out["probability"] <= 1)).all()
 

@@ -32,8 +32,8 @@ def run(cfg: Config, num_classes: int = 1, frames: int = 2, size: int = 64, seed
             if name.endswith("weight") and not parameter.any():
                 parameter.fill_(1.0)
     video = torch.rand(2, frames, 3, size, size)
-    log_mel = torch.randn(2, frames, 96, 64)
-    outputs = model(video, log_mel)
+    audio = torch.randn(2, frames, 16000) * 0.1
+    outputs = model(video, audio)
     masks = torch.randint(0, max(2, num_classes), (2, frames, size, size))
     labelled = torch.ones(2, frames, dtype=torch.bool)
     return model, outputs, compute_losses(outputs, masks, labelled, cfg.loss, epoch=2.0)
@@ -148,7 +148,7 @@ def test_unlabelled_frames_carry_no_segmentation_or_evidential_loss():
     cfg = tiny_config()
     torch.manual_seed(0)
     model = build_model(cfg)
-    outputs = model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 96, 64))
+    outputs = model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 16000) * 0.1)
     masks = torch.randint(0, 2, (1, 3, 64, 64))
     labelled = torch.tensor([[True, False, False]])
     first = compute_losses(outputs, masks, labelled, cfg.loss)
@@ -164,7 +164,7 @@ def test_unlabelled_frames_carry_no_segmentation_or_evidential_loss():
 def test_clip_longer_than_the_position_embedding_is_a_clear_error():
     model = build_model(tiny_config(ue={"max_frames": 2}))
     with pytest.raises(ValueError, match="max_frames"):
-        model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 96, 64))
+        model(torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 16000) * 0.1)
 
 
 def test_group_consolidation_equals_dense_masked_attention():
@@ -193,7 +193,7 @@ def test_bf16_autocast_forward_and_backward():
     torch.manual_seed(0)
     model = build_model(cfg)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs = model(torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 96, 64))
+        outputs = model(torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 16000) * 0.1)
         losses = compute_losses(outputs, torch.randint(0, 2, (1, 2, 64, 64)), torch.ones(1, 2, dtype=torch.bool), cfg.loss)
     losses["total"].backward()
     assert torch.isfinite(losses["total"]) and torch.isfinite(outputs["uncertainty"]).all()

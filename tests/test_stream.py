@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avs.config import AugmentConfig
+from avs.data.audio import to_pcm16
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
 from avs.data.stream import ClipBatch, CollateClips, DecodeClips, shard_files
@@ -27,7 +28,7 @@ def synthetic_table(num_frames: int = 4, size: int = 96, visible: bool = True) -
         "frames": [encode_jpeg(f, 95) for f in frames], "masks": [encode_png(m) for m in masks],
         "mask_annotated": [True] * num_frames, "sounding": [True] * num_frames,
         "visible_masks": [encode_png(m) for m in masks] if visible else None,
-        "log_mel": [np.full(96 * 64, t, np.float32).tolist() for t in range(num_frames)],
+        "audio": to_pcm16(np.full((num_frames, 16000), 0.01, np.float32) * np.arange(num_frames)[:, None]),
     }
     return pa.Table.from_pylist([row], schema=SCHEMA)
 
@@ -62,7 +63,8 @@ def test_eval_resizes_pads_and_collates():
     batch = CollateClips()(out)
     assert isinstance(batch, ClipBatch)
     assert batch.frames.shape == (1, 6, 3, 32, 32) and batch.frames.dtype == torch.uint8
-    assert batch.log_mel.shape == (1, 6, 96, 64) and batch.log_mel[0, 3, 0, 0] == 3
+    assert batch.audio.shape == (1, 6, 16000) and batch.audio[0, 3, 0] == pytest.approx(0.03, abs=1e-4)
+    assert not batch.audio[0, 4:].any()  # padding seconds are silent
     assert batch.labelled.tolist() == [[True] * 4 + [False] * 2]  # padding frames carry no label
     assert batch.has_visible.tolist() == [False] and batch.subset == ["ms3"]
     frames, _ = batch.model_inputs()

@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 from skimage import data
 
 from avs.cli import main
-from avs.model.encoders import build_audio_encoder, build_visual_encoder
+from avs.model.audio import build_audio_encoder
+from avs.model.encoders import build_visual_encoder
 from avs.model.weights import WeightsError, convert_efficientnet_lite0, efficientnet_lite0_package_file, read_state_dict
 
 
@@ -58,10 +59,10 @@ def test_missing_unreadable_and_pickled_files_are_refused(tmp_path):
 
 def test_vggish_weights_load_strictly(tmp_path):
     torch.manual_seed(0)
-    state = build_audio_encoder("vggish").state_dict()
+    state = build_audio_encoder("vggish").network.state_dict()  # torchvggish layout
     torch.save({"state_dict": state}, tmp_path / "vggish.pt")
     loaded = build_audio_encoder("vggish", tmp_path / "vggish.pt")
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+    assert all(torch.equal(loaded.network.state_dict()[k], v) for k, v in state.items())
     with pytest.raises(WeightsError, match="wrong shapes"):
         build_audio_encoder("vggish_lite", tmp_path / "vggish.pt")
 

@@ -1,4 +1,4 @@
-"""The preprocess stage: decode every clip of a source, compute log-mels, write Parquet shards.
+"""The preprocess stage: decode every clip of a source and write it to Parquet shards.
 
 Clips are decoded in parallel worker processes, in input order, so the same inputs and params give
 the same shards. Output is written to a scratch folder and swapped in at the end: a crash or a
@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from avs.config import PreprocessConfig, config_to_dict
-from avs.data.audio import log_mel
 from avs.data.clip import ClipRef, load_clip
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, SCHEMA_VERSION, encode_clip
@@ -125,11 +124,11 @@ def _process_clip(job: tuple[ClipRef, str, int | None, int]) -> tuple[dict[str, 
     ref, dataset, image_size, quality = job
     try:
         clip = load_clip(ref)
-        row = encode_clip(clip, dataset, log_mel(clip.audio), image_size, quality)
+        row = encode_clip(clip, dataset, image_size, quality)
     except DataError as err:
         return err
     size = sum(len(b) for b in row["frames"]) + sum(len(b or b"") for b in row["masks"])
-    size += sum(len(b) for b in row["visible_masks"] or ()) + sum(m.nbytes for m in row["log_mel"])
+    size += sum(len(b) for b in row["visible_masks"] or ()) + sum(len(b) for b in row["audio"])
     return row, size
 
 

@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from avs.data.audio import MEL_BANDS, MEL_FRAMES
+from avs.data.audio import from_pcm16, to_pcm16
 from avs.data.clip import Clip
+from avs.data.media import SAMPLE_RATE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: 16-bit PCM audio instead of VGGish log-mel patches
 SCHEMA_KEY = b"avs.schema_version"
 
 SCHEMA = pa.schema(
@@ -36,7 +37,7 @@ SCHEMA = pa.schema(
         pa.field("mask_annotated", pa.list_(pa.bool_()), nullable=False),  # (T,)
         pa.field("sounding", pa.list_(pa.bool_()), nullable=False),  # (T,)
         pa.field("visible_masks", pa.list_(pa.binary()), nullable=True),  # T PNGs 0/1, or null
-        pa.field("log_mel", pa.list_(pa.list_(pa.float32(), MEL_FRAMES * MEL_BANDS)), nullable=False),  # (T, 96*64)
+        pa.field("audio", pa.list_(pa.binary(2 * SAMPLE_RATE)), nullable=False),  # T seconds of 16 kHz int16 PCM
     ],
     metadata={SCHEMA_KEY: str(SCHEMA_VERSION).encode()},
 )
@@ -55,11 +56,10 @@ class DecodedClip:
     mask_annotated: np.ndarray  # (T,) bool
     sounding: np.ndarray  # (T,) bool
     visible_masks: np.ndarray | None  # (T, H, W) uint8 0/1
-    log_mel: np.ndarray  # (T, 96, 64) float32
+    audio: np.ndarray  # (T, 16000) float32 waveform, second t of the audio
 
 
-def encode_clip(clip: Clip, dataset: str, log_mel: np.ndarray, image_size: int | None,
-                jpeg_quality: int) -> dict[str, Any]:
+def encode_clip(clip: Clip, dataset: str, image_size: int | None, jpeg_quality: int) -> dict[str, Any]:
     """A decoded clip as a shard row (frames resized bilinearly, masks by nearest neighbour)."""
     frames = [_resize(f, image_size, Image.Resampling.BILINEAR) for f in clip.frames]
     masks = [_resize(m, image_size, Image.Resampling.NEAREST) for m in clip.masks]
@@ -82,7 +82,7 @@ def encode_clip(clip: Clip, dataset: str, log_mel: np.ndarray, image_size: int |
         "mask_annotated": clip.annotated.tolist(),
         "sounding": clip.sounding.tolist(),
         "visible_masks": visible,
-        "log_mel": list(log_mel.reshape(ref.num_frames, -1)),
+        "audio": to_pcm16(clip.audio),
     }
 
 
@@ -96,7 +96,6 @@ def decode_row(row: dict[str, Any]) -> DecodedClip:
     visible = None
     if row.get("visible_masks") is not None:
         visible = np.stack([decode_image(b) for b in row["visible_masks"]])
-    log_mel = np.asarray(row["log_mel"], np.float32).reshape(row["num_frames"], MEL_FRAMES, MEL_BANDS)
     return DecodedClip(
         clip_id=row["clip_id"],
         subset=row["subset"],
@@ -107,7 +106,7 @@ def decode_row(row: dict[str, Any]) -> DecodedClip:
         mask_annotated=np.asarray(row["mask_annotated"], bool),
         sounding=np.asarray(row["sounding"], bool),
         visible_masks=visible,
-        log_mel=log_mel,
+        audio=from_pcm16(row["audio"]),
     )
 
 

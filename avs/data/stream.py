@@ -28,7 +28,7 @@ class ClipBatch:
     """A batch of clips, ready for the model (see `RAVS.forward` and `compute_losses`)."""
 
     frames: torch.Tensor  # (B, T, 3, H, W) uint8
-    log_mel: torch.Tensor  # (B, T, 96, 64) float32
+    audio: torch.Tensor  # (B, T, 16000) float32 waveform: each frame's second of 16 kHz audio
     masks: torch.Tensor  # (B, T, H, W) uint8 class ids (binary: 0/1)
     labelled: torch.Tensor  # (B, T) bool: the frame has a ground-truth mask
     sounding: torch.Tensor  # (B, T) bool: something sounds in the frame's second
@@ -42,7 +42,7 @@ class ClipBatch:
         """Numpy columns (as `DecodeClips` writes them) to typed tensors."""
         return cls(
             frames=torch.from_numpy(batch["frames"]),
-            log_mel=torch.from_numpy(batch["log_mel"]),
+            audio=torch.from_numpy(batch["audio"]),
             masks=torch.from_numpy(batch["masks"]),
             labelled=torch.from_numpy(batch["labelled"]),
             sounding=torch.from_numpy(batch["sounding"]),
@@ -53,12 +53,12 @@ class ClipBatch:
         )
 
     def to(self, device: torch.device) -> ClipBatch:
-        tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "log_mel", "masks", "labelled", "sounding", "visible", "has_visible")}
+        tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "audio", "masks", "labelled", "sounding", "visible", "has_visible")}
         return ClipBatch(**tensors, subset=self.subset, clip_id=self.clip_id)
 
     def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames as floats in [0, 1], log-mel)."""
-        return self.frames.float() / 255, self.log_mel
+        """(frames as floats in [0, 1], audio waveform)."""
+        return self.frames.float() / 255, self.audio
 
 
 class CollateClips(NumpyBatchCollateFn):
@@ -89,7 +89,7 @@ class DecodeClips:
             self.transform = v2.Compose(steps)
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        columns: dict[str, list] = {k: [] for k in ("frames", "log_mel", "masks", "labelled", "sounding", "visible", "has_visible", "subset", "clip_id")}
+        columns: dict[str, list] = {k: [] for k in ("frames", "audio", "masks", "labelled", "sounding", "visible", "has_visible", "subset", "clip_id")}
         for row in batch.to_pylist():
             clip = decode_row(row)
             video = tv_tensors.Video(torch.from_numpy(clip.frames).permute(0, 3, 1, 2))  # (T, 3, H, W)
@@ -103,7 +103,7 @@ class DecodeClips:
             columns["frames"].append(_pad(video.numpy(), pad))
             columns["masks"].append(_pad(masks.numpy(), pad))
             columns["visible"].append(_pad(visible.numpy(), pad))
-            columns["log_mel"].append(_pad(clip.log_mel, pad))
+            columns["audio"].append(_pad(clip.audio, pad))
             columns["labelled"].append(_pad(clip.mask_annotated, pad))
             columns["sounding"].append(_pad(clip.sounding, pad))
             columns["has_visible"].append(has_visible)

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from avs.config import Config
+from avs.data.audio import from_pcm16
 from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
@@ -53,7 +54,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     model, model_cfg = load_model(folder)
     files = shard_files(shards_dir(cfg, repo_root), e.split)
     image_size, num_frames = model_cfg.train.image_size, max_frames(files)
-    audio = torch.from_numpy(_read_log_mels(files, num_frames))  # (N, T, 96, 64), for swapping
+    audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping
     conditions = {"clean": None, "muted": muted, "swapped": None,
                   **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db}}
 
@@ -70,8 +71,8 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
             frames = batch.frames.float() / 255
             rows = slice(seen, seen + len(batch.clip_id))
             for name, perturb in conditions.items():
-                log_mel = swapped_audio[rows] if name == "swapped" else perturb(batch.log_mel) if perturb else batch.log_mel
-                outputs = model(frames, log_mel)
+                waveform = swapped_audio[rows] if name == "swapped" else perturb(batch.audio) if perturb else batch.audio
+                outputs = model(frames, waveform)
                 scores.update(name, batch, outputs)
                 if name == "clean":
                     overlays += _draw_overlays(batch, outputs, reports / "overlays", overlay_quota)
@@ -163,17 +164,13 @@ class _Scores:
         return out
 
 
-def _read_log_mels(files: list[str], num_frames: int) -> np.ndarray:
-    """Every clip's log-mel, in shard order, padded to `num_frames` with silence."""
-    from avs.data.audio import LOG_OFFSET, MEL_BANDS, MEL_FRAMES
-
+def _read_audio(files: list[str], num_frames: int) -> np.ndarray:
+    """Every clip's audio, in shard order, padded to `num_frames` seconds with silence."""
     clips = []
     for path in files:
-        column = pq.read_table(path, columns=["log_mel"])["log_mel"].to_pylist()
-        for patches in column:
-            array = np.asarray(patches, dtype=np.float32).reshape(-1, MEL_FRAMES, MEL_BANDS)
-            pad = np.full((num_frames - len(array), MEL_FRAMES, MEL_BANDS), math.log(LOG_OFFSET), np.float32)
-            clips.append(np.concatenate([array, pad]))
+        for seconds in pq.read_table(path, columns=["audio"])["audio"].to_pylist():
+            array = from_pcm16(seconds)  # (T, 16000)
+            clips.append(np.concatenate([array, np.zeros((num_frames - len(array), array.shape[1]), np.float32)]))
     return np.stack(clips)
 
 

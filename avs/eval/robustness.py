@@ -2,51 +2,40 @@
 
 A model that segments from vision alone keeps its J when the audio goes; one that listens
 loses it (swapped, noise) or predicts nothing (muted: the right answer is an empty mask).
-The perturbations act on the VGGish log-mel patches stored in the shards:
-  muted    the log-mel of digital silence, exactly what the front end gives for zeros.
+The perturbations act on the waveforms stored in the shards, before the encoder's front end:
+  muted    digital silence.
   swapped  each clip gets the audio of the clip `len // 2` places further on in the test set.
-  noise    white noise at a given SNR, mixed in the mel domain [ours]: the shards keep log-mel,
-           not waveforms, so signal and noise magnitudes combine as sqrt(m_s^2 + g^2 m_n^2) per
-           mel bin (powers of independent signals add), with g set so that the clip's summed
-           mel energy ratio is the SNR. The noise's mel magnitudes come from a seeded white-noise
-           waveform through the real front end (`avs.data.audio.log_mel`).
+  noise    seeded white noise added at a given SNR: per clip, the noise's power is the clip's
+           audio power divided by 10^(SNR / 10).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 
-from avs.data.audio import LOG_OFFSET, log_mel
-from avs.data.media import SAMPLE_RATE
+
+def muted(audio: torch.Tensor) -> torch.Tensor:
+    """(..., samples) waveforms -> silence of the same shape."""
+    return torch.zeros_like(audio)
 
 
-def muted(log_mels: torch.Tensor) -> torch.Tensor:
-    """(..., 96, 64) log-mel -> the log-mel of silence, same shape."""
-    return torch.full_like(log_mels, float(np.log(LOG_OFFSET)))
-
-
-def swapped(log_mels: torch.Tensor) -> torch.Tensor:
-    """(N, T, 96, 64) log-mel of N clips -> clip i gets clip (i + N // 2) mod N's audio."""
-    if len(log_mels) < 2:
+def swapped(audio: torch.Tensor) -> torch.Tensor:
+    """(N, T, samples) audio of N clips -> clip i gets clip (i + N // 2) mod N's audio."""
+    if len(audio) < 2:
         raise ValueError("swapping audio needs at least two clips")
-    return log_mels.roll(-(len(log_mels) // 2), dims=0)
+    return audio.roll(-(len(audio) // 2), dims=0)
 
 
-@lru_cache(maxsize=4)
-def _noise_magnitude(num_frames: int, seed: int) -> torch.Tensor:
+def with_noise(audio: torch.Tensor, snr_db: float, seed: int = 0) -> torch.Tensor:
+    """(N, T, samples) audio -> the same clips with white noise at `snr_db` (per clip).
+
+    The noise is the same seeded draw for every clip, scaled to each clip's power; a silent
+    clip stays silent (its SNR is undefined).
+    """
     rng = np.random.default_rng(seed)
-    waveform = rng.standard_normal((num_frames, SAMPLE_RATE)).astype(np.float32) * 0.1
-    return torch.from_numpy(log_mel(waveform)).double().exp() - LOG_OFFSET  # (T, 96, 64)
-
-
-def with_noise(log_mels: torch.Tensor, snr_db: float, seed: int = 0) -> torch.Tensor:
-    """(N, T, 96, 64) log-mel -> the same clips with white noise at `snr_db` (per clip)."""
-    signal = (log_mels.double().exp() - LOG_OFFSET).clamp(min=0)
-    noise = _noise_magnitude(log_mels.shape[1], seed).to(signal.device)
-    signal_energy = (signal**2).flatten(1).sum(1)  # (N,)
-    gain2 = signal_energy / ((noise**2).sum() * 10 ** (snr_db / 10))
-    mixed = (signal**2 + gain2.view(-1, 1, 1, 1) * noise**2).sqrt()
-    return (mixed + LOG_OFFSET).log().to(log_mels.dtype)
+    noise = torch.from_numpy(rng.standard_normal(audio.shape[1:])).to(audio.device, torch.float64)
+    signal = audio.double()
+    signal_power = signal.pow(2).flatten(1).mean(1)  # (N,)
+    gain = (signal_power / (noise.pow(2).mean() * 10 ** (snr_db / 10))).sqrt()
+    return (signal + gain.view(-1, *([1] * noise.dim())) * noise).to(audio.dtype)

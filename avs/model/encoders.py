@@ -1,4 +1,4 @@
-"""Visual and audio encoders (METHOD.md, Encoders)."""
+"""The visual encoder (METHOD.md, Encoders); the audio encoders are in `avs.model.audio`."""
 
 from __future__ import annotations
 
@@ -112,50 +112,3 @@ def _load_backbone_weights(backbone: nn.Module, name: str, path: Path) -> None:
         load_strict(backbone, {**mapped, **{k: state[k] for k in unknown}}, path, ignored=head_keys)
     except WeightsError as err:
         raise WeightsError(f"{err} (backbone {name})") from None
-
-
-class VGGish(nn.Module):
-    """VGGish (Hershey et al., 2017): one (96, 64) log-mel patch per frame -> an embedding.
-
-    Module names follow torchvggish, so its published weight file loads strictly. The
-    `channels`/`hidden` arguments give a narrower variant with the same layout for CPU runs.
-    """
-
-    def __init__(self, *, channels: Sequence[int] = (64, 128, 256, 512), hidden: int = 4096, embed_dim: int = 128):
-        super().__init__()
-        layers: list[nn.Module] = []
-        in_channels = 1
-        for block, width in enumerate(channels):  # VGG "A": 1, 1, 2, 2 convs per block
-            for _ in range(1 if block < 2 else 2):
-                layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True)]
-                in_channels = width
-            layers.append(nn.MaxPool2d(2, 2))
-        self.features = nn.Sequential(*layers)
-        self.embeddings = nn.Sequential(
-            nn.Linear(in_channels * 6 * 4, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, embed_dim),
-            nn.ReLU(inplace=True),
-        )
-        self.embed_dim = embed_dim
-
-    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """Args: log_mel (N, 96, 64). Returns: (N, embed_dim)."""
-        x = self.features(log_mel[:, None])  # (N, C, 6, 4)
-        x = x.permute(0, 2, 3, 1).flatten(1)  # channels last before flattening, as VGGish's TF original
-        return self.embeddings(x)
-
-
-def build_audio_encoder(name: str, weights: str | Path | None = None) -> VGGish:
-    """`vggish` (the published network) or `vggish_lite`; weights from a local file, strictly."""
-    if name == "vggish":
-        encoder = VGGish()
-    elif name == "vggish_lite":
-        encoder = VGGish(channels=(16, 32, 64, 128), hidden=256)
-    else:
-        raise ValueError(f"unknown audio encoder {name!r} (expected vggish or vggish_lite)")
-    if weights is not None:
-        load_strict(encoder, read_state_dict(weights), weights)
-    return encoder

@@ -11,7 +11,8 @@ from torch import nn
 from avs.config import Config
 from avs.model.ama import Alignment, AudioGuidedAlignment
 from avs.model.decoder import FPNDecoder, conv_norm_act
-from avs.model.encoders import VGGish, VisualEncoder, build_audio_encoder, build_visual_encoder
+from avs.model.audio import AudioEncoder, build_audio_encoder
+from avs.model.encoders import VisualEncoder, build_visual_encoder
 from avs.model.ue import EvidentialHead, dirichlet_uncertainty
 
 
@@ -32,7 +33,7 @@ class RAVS(nn.Module):
         self,
         *,
         visual: VisualEncoder,
-        audio: VGGish,
+        audio: AudioEncoder,
         alignments: Mapping[int, AudioGuidedAlignment],
         decoder: FPNDecoder,
         decoder_dim: int,
@@ -54,13 +55,16 @@ class RAVS(nn.Module):
         self.uncertainty = uncertainty
         self.num_classes = num_classes
 
-    def forward(self, frames: torch.Tensor, log_mel: torch.Tensor) -> dict:
+    def forward(self, frames: torch.Tensor, waveform: torch.Tensor) -> dict:
         """Args:
             frames: (B, T, 3, H, W) floats in [0, 1].
-            log_mel: (B, T, 96, 64) each frame's second of audio (avs.data.audio).
+            waveform: (B, T, 16000) each frame's second of 16 kHz mono audio.
         """
         b, t, _, height, width = frames.shape
-        audio = self.audio(log_mel.flatten(0, 1))  # (B*T, A)
+        if waveform.dim() != 3 or waveform.shape[:2] != (b, t):
+            raise ValueError(f"audio: expected a (B, T, samples) waveform with B, T = {b}, {t} as the frames, "
+                             f"got shape {tuple(waveform.shape)}")
+        audio = self.audio(waveform.flatten(0, 1))  # (B*T, A)
         x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
         features, alignments = [], {}
         for index, stage in enumerate(self.visual.stages, start=1):
@@ -102,7 +106,7 @@ def build_model(cfg: Config) -> RAVS:
     """Wire the model from the validated configuration (`params.yaml`: model, data)."""
     m = cfg.model
     visual = build_visual_encoder(m.backbone, m.backbone_weights)
-    audio = build_audio_encoder(m.audio_encoder, m.audio_weights)
+    audio = build_audio_encoder(m.audio_encoder, m.audio_weights, frozen=m.freeze_audio)
     alignments = {}
     if m.ama.enabled:
         alignments = {

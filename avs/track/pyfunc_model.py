@@ -2,8 +2,8 @@
 
 MLflow stores this file, not a pickle: loading runs this code, which builds the network from
 `config.json` and reads `model.safetensors` from the logged artifacts. Input: a dict of
-`frames` (B, T, 3, H, W) float32 in [0, 1] and `log_mel` (B, T, 96, 64) float32 (VGGish patches,
-`avs.data.audio.log_mel`). Output: `probability` (B, T, H, W) that a pixel is sounding and
+`frames` (B, T, 3, H, W) float32 in [0, 1] and `audio` (B, T, 16000) float32, each frame's second
+of 16 kHz mono audio in [-1, 1]. Output: `probability` (B, T, H, W) that a pixel is sounding and
 `uncertainty` (B, T, H, W) u (zeros for a model trained without UE).
 """
 
@@ -25,9 +25,9 @@ class SoundingObjectSegmenter(PythonModel):
         from avs.model.saved import foreground_probability
 
         frames = torch.as_tensor(np.asarray(model_input["frames"], dtype=np.float32))
-        log_mel = torch.as_tensor(np.asarray(model_input["log_mel"], dtype=np.float32))
+        audio = torch.as_tensor(np.asarray(model_input["audio"], dtype=np.float32))
         with torch.inference_mode():
-            outputs = self.model(frames, log_mel)
+            outputs = self.model(frames, audio)
         probability = foreground_probability(outputs["logits"])
         u = outputs["uncertainty"] if outputs["uncertainty"] is not None else torch.zeros_like(probability)
         return {"probability": probability.numpy(), "uncertainty": u.float().numpy()}

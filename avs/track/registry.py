@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from avs.config import Config
+from avs.data.media import SAMPLE_RATE
 from avs.model.saved import CONFIG_FILE, MODEL_FILE, model_dir
 from avs.model.weights import WeightsError
 from avs.track.runs import tracking_uri as default_tracking_uri
@@ -65,7 +66,7 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     mlflow.set_registry_uri(uri)
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, 3, -1, -1), "frames"),
-                       TensorSpec(np.dtype(np.float32), (-1, -1, 96, 64), "log_mel")]),
+                       TensorSpec(np.dtype(np.float32), (-1, -1, SAMPLE_RATE), "audio")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1), "probability"),
                         TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1), "uncertainty")]),
     )
@@ -91,10 +92,16 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
 
 
 def _requirements() -> list[str]:
-    """The pinned runtime the model needs (installing `avs` itself pulls in the rest)."""
+    """The pinned runtime the model needs (installing `avs` itself pulls in the rest).
+
+    A model with `audio_encoder: aisfx` also needs the `aisfx` wheel, which must be installed
+    without its dependencies (its pins predate numpy 2): `pip install --no-deps aisfx==0.1.2`,
+    as `make setup` does. It cannot be listed here, where pip would resolve its pins.
+    """
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("torch", "timm", "safetensors", "mlflow", "numpy")]
+    names = ("torch", "torchaudio", "timm", "safetensors", "mlflow", "numpy")
+    return [f"{name}=={version(name)}" for name in names]
 
 
 @dataclass
