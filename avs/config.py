@@ -150,6 +150,12 @@ class ModelConfig:
             raise ConfigError(f"model.ama.stages: expected increasing distinct stages, got {list(stages)}")
         if len(self.ama.groups) != 4:
             raise ConfigError(f"model.ama.groups: expected one value per stage (4), got {list(self.ama.groups)}")
+        if self.freeze_audio and self.audio_encoder != "aisfx" and self.audio_weights is None:
+            raise ConfigError(
+                f"model.freeze_audio: {self.audio_encoder} has no pretrained weights here (model.audio_weights is "
+                "null), so freezing it would keep it at random initialisation; set model.freeze_audio: false "
+                "or give model.audio_weights"
+            )
         if self.decoder_dim % self.ue.heads:
             raise ConfigError(
                 f"model.ue.heads: expected a divisor of model.decoder_dim ({self.decoder_dim}), got {self.ue.heads}"

@@ -64,6 +64,22 @@ def test_shapes_finite_and_gradients_everywhere(backbone, num_classes):
     assert without == []
 
 
+@pytest.mark.parametrize("audio_encoder", ["vggish_lite", "vggish"])
+def test_a_trainable_audio_encoder_gets_gradients(audio_encoder):
+    model, _, losses = run(tiny_config(audio_encoder=audio_encoder, freeze_audio=False))
+    losses["total"].backward()
+    audio = dict(model.audio.network.named_parameters())
+    assert audio and all(p.grad is not None and p.grad.abs().sum() > 0 for p in audio.values())
+
+
+def test_a_frozen_audio_encoder_keeps_its_weights():
+    model, _, losses = run(tiny_config())  # the default: aisfx, frozen
+    before = {k: v.clone() for k, v in model.audio.state_dict().items()}
+    losses["total"].backward()
+    torch.optim.AdamW(model.parameters(), lr=1.0).step()
+    assert all(torch.equal(before[k], v) for k, v in model.audio.state_dict().items())
+
+
 def test_ablation_switches_give_the_four_variants():
     baseline, full = tiny_config(ama={"enabled": False}, ue={"enabled": False}), tiny_config()
     _, out, losses = run(baseline)

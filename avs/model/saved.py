@@ -44,7 +44,8 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     folder = Path(folder)
     cfg = read_model_config(folder)
     # the trained weights replace the initial ones: do not require the ImageNet/VGGish files
-    cfg = replace(cfg, model=replace(cfg.model, backbone_weights=None, audio_weights=None))
+    # (nor freeze an encoder that no longer names its weight file: this model is for inference)
+    cfg = replace(cfg, model=replace(cfg.model, backbone_weights=None, audio_weights=None, freeze_audio=False))
     weights = folder / MODEL_FILE
     if not weights.is_file():
         raise WeightsError(f"{weights}: not found")
