@@ -74,6 +74,28 @@ def test_eval_resizes_pads_and_collates():
 def test_missing_manifest_or_split_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="manifest.json: shard manifest not found: run the preprocess stage"):
         shard_files(tmp_path, "train")
-    (tmp_path / "manifest.json").write_text('{"splits": {"train": {"shards": []}}}')
+    (tmp_path / "manifest.json").write_text('{"schema_version": 2, "splits": {"train": {"shards": []}}}')
     with pytest.raises(DataError, match="manifest.json: no clips in split 'val'"):
         shard_files(tmp_path, "val")
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1, "splits": {"train": {"shards": []}}}')
+    with pytest.raises(DataError, match="shards of schema version 1, this code reads version 2: re-run the preprocess"):
+        shard_files(tmp_path, "train")
+
+
+def test_training_reads_no_visible_masks(tmp_path):
+    import pyarrow.parquet as pq
+    import ray
+
+    from avs.data.stream import read_clips
+
+    pq.write_table(synthetic_table(), tmp_path / "part.parquet")
+    ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        for with_visible in (True, False):
+            dataset = read_clips([str(tmp_path / "part.parquet")], image_size=32, num_frames=4, augment=None,
+                                 with_visible=with_visible)
+            batch = next(iter(dataset.iter_torch_batches(batch_size=1, collate_fn=CollateClips())))
+            assert batch.has_visible.tolist() == [with_visible]
+            assert bool(batch.visible.any()) == with_visible
+    finally:
+        ray.shutdown()

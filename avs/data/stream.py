@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from avs.config import AugmentConfig
 from avs.data.errors import DataError
 from avs.data.preprocess import MANIFEST, read_manifest
-from avs.data.shards import decode_row
+from avs.data.shards import SCHEMA, SCHEMA_VERSION, decode_row
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ClipBatch:
     masks: torch.Tensor  # (B, T, H, W) uint8 class ids (binary: 0/1)
     labelled: torch.Tensor  # (B, T) bool: the frame has a ground-truth mask
     sounding: torch.Tensor  # (B, T) bool: something sounds in the frame's second
-    visible: torch.Tensor  # (B, T, H, W) uint8: every visible object (zeros when the source lacks it)
+    visible: torch.Tensor  # (B, T, H, W) uint8: every visible object (zeros when the source lacks it or it was not read)
     has_visible: torch.Tensor  # (B,) bool
     subset: list[str]  # (B,) e.g. s4 / ms3 / hard
     clip_id: list[str]  # (B,)
@@ -119,9 +119,13 @@ def _pad(array: np.ndarray, count: int) -> np.ndarray:
 
 
 def shard_files(shards_dir: str | Path, split: str) -> list[str]:
-    """The Parquet files of one split, from the folder's manifest.json."""
+    """The Parquet files of one split, from the folder's manifest.json (of this code's schema version)."""
     shards_dir = Path(shards_dir)
-    splits = read_manifest(shards_dir)["splits"]
+    manifest = read_manifest(shards_dir)
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(shards_dir / MANIFEST, f"shards of schema version {manifest.get('schema_version')}, this code "
+                                               f"reads version {SCHEMA_VERSION}: re-run the preprocess stage")
+    splits = manifest["splits"]
     if split not in splits or not splits[split]["shards"]:
         raise DataError(shards_dir / MANIFEST, f"no clips in split '{split}' (splits: {', '.join(splits) or 'none'})")
     return [str((shards_dir / shard["path"]).resolve()) for shard in splits[split]["shards"]]
@@ -134,9 +138,15 @@ def max_frames(files: list[str]) -> int:
     return max(pq.read_table(f, columns=["num_frames"])["num_frames"].to_numpy().max() for f in files)
 
 
-def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: AugmentConfig | None, batch_rows: int = 8):
-    """A Ray Dataset of decoded clips (augmented when `augment` is given, else only resized)."""
+def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: AugmentConfig | None,
+               with_visible: bool = True, batch_rows: int = 8):
+    """A Ray Dataset of decoded clips (augmented when `augment` is given, else only resized).
+
+    `with_visible=False` leaves the visible-object masks unread (training does not use them; the
+    audio-blind reference is computed on validation).
+    """
     import ray.data
 
     decode = DecodeClips(image_size=image_size, num_frames=num_frames, augment=augment)
-    return ray.data.read_parquet(files).map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")
+    columns = None if with_visible else [name for name in SCHEMA.names if name != "visible_masks"]
+    return ray.data.read_parquet(files, columns=columns).map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")

@@ -73,7 +73,8 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=t.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
         datasets={
-            "train": read_clips(train_files, image_size=t.image_size, num_frames=num_frames, augment=t.augment),
+            "train": read_clips(train_files, image_size=t.image_size, num_frames=num_frames, augment=t.augment,
+                                with_visible=False),
             "val": read_clips(val_files, image_size=t.image_size, num_frames=num_frames, augment=None),
         },
     )
