@@ -115,11 +115,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 sums[name] += value.item()
             steps += 1
             clips += len(batch.clip_id)
+        train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
         metrics = {f"train/{name}": total / max(1, steps) for name, total in sums.items()}
         metrics.update(validate(model, val_data, cfg, device, use_bf16))
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
-            {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / (time.perf_counter() - started),
+            {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / train_seconds,
              "lr": scheduler.get_last_lr()[-1]}
         )
         with tempfile.TemporaryDirectory() as scratch:
