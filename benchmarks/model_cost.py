@@ -34,8 +34,10 @@ VARIANTS = {
     "full": {},
 }
 MODELS = {
-    "cpu default (efficientnet_lite0, vggish_lite)": {},
-    "paper scale (pvt_v2_b5, vggish)": {"backbone": "pvt_v2_b5", "audio_encoder": "vggish", "decoder_dim": 256},
+    "cpu default (efficientnet_lite0, aisfx)": {},
+    "cpu, vggish_lite audio (the earlier default)": {"audio_encoder": "vggish_lite", "freeze_audio": False},
+    "paper scale (pvt_v2_b5, vggish)": {"backbone": "pvt_v2_b5", "audio_encoder": "vggish", "freeze_audio": False,
+                                        "decoder_dim": 256},
 }
 
 
