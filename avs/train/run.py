@@ -91,14 +91,34 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     return state["metrics"]
 
 
+# The code that determines a training's result (the train stage's code deps in dvc.yaml).
+RESULT_CODE = ("model", "train", "data/stream.py", "data/shards.py", "data/audio.py", "eval/metrics.py")
+
+
 def run_name(cfg: Config, manifest: dict[str, Any]) -> str:
-    """A name fixed by what determines the result: model, loss and train params, and the shards."""
+    """A name fixed by what determines the result: model, loss and train params, the shards and the code.
+
+    An interrupted run resumes from its checkpoints only under the same name: changed code starts
+    afresh instead of continuing from weights that another version of the code trained.
+    """
     relevant = {k: config_to_dict(cfg)[k] for k in ("data", "model", "loss", "train")}
     for volatile in ("ray_address", "tracking_uri", "storage_path", "max_failures"):
         relevant["train"].pop(volatile)
     shards = [s["sha256"] for split in manifest["splits"].values() for s in split["shards"]]
-    digest = hashlib.sha256(json.dumps([relevant, shards], sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([relevant, shards, code_fingerprint()], sort_keys=True).encode()).hexdigest()[:12]
     return f"{cfg.data.dataset}-{digest}"
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over the Python sources in `RESULT_CODE` (paths and contents, in sorted order)."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for entry in RESULT_CODE:
+        path = package / entry
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(str(source.relative_to(package)).encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
 
 
 def _init_ray(address: str | None, progress: bool, local_cpus: int) -> None:
