@@ -5,12 +5,14 @@ data/shards/<dataset> (run `dvc repro preprocess` first):
 
 1. Ray Data alone: `read_clips` (read Parquet, decode, clip-consistent augmentation) iterated
    with `iter_torch_batches`, as a training worker receives it; two passes, the second counts.
-2. The AVS peers' way: the same clips written once as per-file JPEG frames, PNG masks and .npy
-   log-mels, read by a `torch.utils.data.DataLoader` (same decode and augmentation code,
+2. The AVS peers' way: the same clips written once as per-file JPEG frames, PNG masks and a
+   16-bit WAV, read by a `torch.utils.data.DataLoader` (same decode and augmentation code,
    `--loader-workers` processes).
 3. The model's consumption: forward + backward + optimizer step of the configured model on
    ready batches (one process, all threads), in clips/s.
-4. Training throughput of the real `train` stage with 1 and 2 Ray Train workers of one thread
+4. The machine's own ceiling for two workers: 1 and 2 independent one-thread processes running
+   the model's steps at once (no Ray, no DDP, no data loading).
+5. Training throughput of the real `train` stage with 1 and 2 Ray Train workers of one thread
    each (one epoch each; clips/s as the loop reports it).
 
 Writes benchmarks/results/data_throughput.{json,md}.
@@ -50,7 +52,8 @@ def ray_data_rate(files: list[str], cfg, num_frames: int) -> list[float]:
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    dataset = read_clips(files, image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment)
+    dataset = read_clips(files, image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment,
+                         with_visible=False)  # as the train stage reads it
     rates = []
     for _ in range(2):  # the second pass shows the steady rate, without the executor's start-up
         clips, start = 0, time.perf_counter()
@@ -126,7 +129,7 @@ def model_rate(cfg, num_frames: int, steps: int) -> float:
     model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone_weights=None))).train()
     optimizer = make_optimizer(model, cfg)
     b, size = cfg.train.batch_size, cfg.train.image_size
-    frames, audio = torch.rand(b, num_frames, 3, size, size), torch.randn(b, num_frames, 96, 64)
+    frames, audio = torch.rand(b, num_frames, 3, size, size), torch.randn(b, num_frames, 16000) * 0.1
     masks, labelled = (torch.rand(b, num_frames, size, size) > 0.8).long(), torch.ones(b, num_frames, dtype=torch.bool)
 
     def step() -> None:
@@ -140,6 +143,31 @@ def model_rate(cfg, num_frames: int, steps: int) -> float:
     for _ in range(steps):
         step()
     return steps * b / (time.perf_counter() - start)
+
+
+def _one_thread_model_rate(cfg, num_frames: int, steps: int, barrier, results) -> None:
+    torch.set_num_threads(1)
+    barrier.wait()  # start together: the processes share the machine's cores and memory bandwidth
+    results.put(model_rate(cfg, num_frames, steps))
+
+
+def independent_rate(cfg, num_frames: int, steps: int, processes: int) -> float:
+    """Clips/s of `processes` independent one-thread model processes running at once (no Ray, no DDP).
+
+    Two of them against one is the most that two one-thread training workers can reach here.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [context.Process(target=_one_thread_model_rate, args=(cfg, num_frames, steps, barrier, results))
+                for _ in range(processes)]
+    for child in children:
+        child.start()
+    rates = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    return sum(rates)
 
 
 def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> float:
@@ -183,6 +211,9 @@ def main() -> None:
         shutil.rmtree(scratch / "clips")
         print("model consumption ...", flush=True)
         rates["model_consumption"] = model_rate(cfg, num_frames, args.model_steps)
+        for processes in (1, 2):
+            print(f"{processes} independent one-thread model process(es) ...", flush=True)
+            rates[f"model_{processes}_independent_processes"] = independent_rate(cfg, num_frames, args.model_steps, processes)
         if not args.skip_training:
             for workers in (1, 2):
                 print(f"training, {workers} worker(s) ...", flush=True)
@@ -197,6 +228,8 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
     ]
     if "training_2_workers" in rates:
         checks.append(("2 training workers >= 1.7x one", rates["training_2_workers"] / rates["training_1_workers"], 1.7))
+    checks.append(("this machine's ceiling: 2 independent one-thread model processes >= 1.7x one",
+                   rates["model_2_independent_processes"] / rates["model_1_independent_processes"], 1.7))
     result = {"benchmark": "data_throughput", "cpus": os.cpu_count(), "clips": clips, "image_size": cfg.train.image_size,
               "batch_size": cfg.train.batch_size, "loader_workers": args.loader_workers,
               "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
