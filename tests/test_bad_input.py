@@ -138,11 +138,13 @@ def test_failure_leaves_previous_shards_untouched(tmp_path):
 
 
 def test_unknown_schema_version_is_refused(tmp_path):
-    from avs.data.shards import check_schema_version
+    from avs.data.shards import SCHEMA_KEY, check_schema_version
 
     layouts.write_ms3(tmp_path)
     manifest = _run(tmp_path, tmp_path / "out")
     shard = tmp_path / "out" / manifest["splits"]["train"]["shards"][0]["path"]
-    check_schema_version(pq.read_schema(shard).metadata, str(shard))
+    check_schema_version(pq.read_schema(shard).metadata.get(SCHEMA_KEY), str(shard))
     with pytest.raises(ValueError, match="shard schema version 99"):
-        check_schema_version({b"avs.schema_version": b"99"}, str(shard))
+        check_schema_version(b"99", str(shard))
+    with pytest.raises(ValueError, match="shard schema version missing"):
+        check_schema_version(None, str(shard))

@@ -78,7 +78,7 @@ def test_missing_manifest_or_split_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="manifest.json: no clips in split 'val'"):
         shard_files(tmp_path, "val")
     (tmp_path / "manifest.json").write_text('{"schema_version": 1, "splits": {"train": {"shards": []}}}')
-    with pytest.raises(DataError, match="shards of schema version 1, this code reads version 2: re-run the preprocess"):
+    with pytest.raises(DataError, match="manifest.json: shard schema version 1, this code reads version 2; re-run the preprocess"):
         shard_files(tmp_path, "train")
 
 

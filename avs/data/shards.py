@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 
 from avs.data.audio import from_pcm16, to_pcm16
 from avs.data.clip import Clip
+from avs.data.errors import DataError
 from avs.data.media import SAMPLE_RATE
 
 SCHEMA_VERSION = 2  # 2: 16-bit PCM audio instead of VGGish log-mel patches
@@ -110,14 +112,18 @@ def decode_row(row: dict[str, Any]) -> DecodedClip:
     )
 
 
-def check_schema_version(metadata: dict[bytes, bytes] | None, where: str) -> None:
-    """Refuse shards written with a schema this code does not read."""
-    found = (metadata or {}).get(SCHEMA_KEY)
-    if found != str(SCHEMA_VERSION).encode():
-        raise ValueError(
-            f"{where}: shard schema version {found.decode() if found else 'missing'}, this code "
-            f"reads version {SCHEMA_VERSION}; re-run the preprocess stage"
-        )
+def check_schema_version(found: bytes | str | int | None, where: str | Path) -> None:
+    """Refuse shards written with a schema this code does not read.
+
+    Args:
+        found: the version a shard file's metadata (`SCHEMA_KEY`) or a manifest states, or None.
+        where: the file it was read from (named in the error).
+    """
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found is None or str(found) != str(SCHEMA_VERSION):
+        raise DataError(where, f"shard schema version {found if found is not None else 'missing'}, this code "
+                               f"reads version {SCHEMA_VERSION}; re-run the preprocess stage")
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from avs.config import AugmentConfig
 from avs.data.errors import DataError
 from avs.data.preprocess import MANIFEST, read_manifest
-from avs.data.shards import SCHEMA, SCHEMA_VERSION, decode_row
+from avs.data.shards import SCHEMA, check_schema_version, decode_row
 
 
 @dataclass
@@ -122,9 +122,7 @@ def shard_files(shards_dir: str | Path, split: str) -> list[str]:
     """The Parquet files of one split, from the folder's manifest.json (of this code's schema version)."""
     shards_dir = Path(shards_dir)
     manifest = read_manifest(shards_dir)
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(shards_dir / MANIFEST, f"shards of schema version {manifest.get('schema_version')}, this code "
-                                               f"reads version {SCHEMA_VERSION}: re-run the preprocess stage")
+    check_schema_version(manifest.get("schema_version"), shards_dir / MANIFEST)
     splits = manifest["splits"]
     if split not in splits or not splits[split]["shards"]:
         raise DataError(shards_dir / MANIFEST, f"no clips in split '{split}' (splits: {', '.join(splits) or 'none'})")
