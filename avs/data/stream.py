@@ -146,5 +146,7 @@ def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: A
     import ray.data
 
     decode = DecodeClips(image_size=image_size, num_frames=num_frames, augment=augment)
-    columns = None if with_visible else [name for name in SCHEMA.names if name != "visible_masks"]
-    return ray.data.read_parquet(files, columns=columns).map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")
+    clips = ray.data.read_parquet(files)
+    if not with_visible:  # projected away before the read (Ray Data pushes the selection down)
+        clips = clips.select_columns([name for name in SCHEMA.names if name != "visible_masks"])
+    return clips.map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")
