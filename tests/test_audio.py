@@ -65,3 +65,18 @@ def test_split_seconds_pads_small_shortfall_and_rejects_short_audio():
     assert out.shape == (5, 16000) and out[-1, -1] == 0
     with pytest.raises(DataError, match=r"x.wav: audio is 4.00 s long; 5 s are needed"):
         split_seconds(np.ones(4 * 16000, np.float32), 5, "x.wav")
+
+
+def test_a_frozen_encoder_remembers_training_audio_and_gives_the_same_embeddings():
+    encoder = build_audio_encoder("aisfx", frozen=True).train()
+    audio = torch.randn(3, 16000) * 0.1
+    first = encoder(audio)
+    assert len(encoder._seen) == 3
+    calls = []
+    encoder.network.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    mixed = torch.cat([audio[[2, 0]], torch.randn(1, 16000) * 0.1])
+    again = encoder(mixed)
+    assert calls == [1]  # only the unseen second went through the network
+    assert torch.allclose(again[:2], first[[2, 0]], atol=1e-5)
+    assert torch.allclose(again, encoder.eval()(mixed), atol=1e-4)
+    assert len(encoder._seen) == 4  # evaluation adds nothing

@@ -16,6 +16,7 @@ served model all handle plain audio whatever the encoder.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,8 +116,12 @@ class AudioEncoder(nn.Module):
     """A front end and a network: (N, 16000) waveforms -> (N, embed_dim) embeddings.
 
     A frozen encoder keeps its weights and its batch-norm statistics (it stays in eval mode
-    when the model trains) and runs without building a graph.
+    when the model trains) and runs without building a graph. In training it also remembers the
+    embedding of every second of audio it has seen (keyed by the samples' bytes): training shows
+    the same clips every epoch, and recomputing a frozen aisfx costs a quarter of a CPU step.
     """
+
+    max_cached = 200_000  # seconds of audio (about 400 MB of 512-d embeddings)
 
     def __init__(self, *, front_end: nn.Module, network: nn.Module, embed_dim: int, frozen: bool = False):
         super().__init__()
@@ -124,6 +129,7 @@ class AudioEncoder(nn.Module):
         self.network = network
         self.embed_dim = embed_dim
         self.frozen = frozen
+        self._seen: dict[bytes, torch.Tensor] = {}
         if frozen:
             self.network.requires_grad_(False)
 
@@ -134,13 +140,30 @@ class AudioEncoder(nn.Module):
         return self
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Args: waveform (N, 16000). Returns: (N, embed_dim)."""
+        if not self.frozen:
+            return self._embed(waveform)
+        with torch.no_grad():
+            return self._remembered(waveform) if self.training else self._embed(waveform)
+
+    def _embed(self, waveform: torch.Tensor) -> torch.Tensor:
         # spectrograms in float32 even under bf16 autocast (the STFT has no bf16 kernel)
         with torch.autocast(waveform.device.type, enabled=False):
             patches = self.front_end(waveform.float())
-        if self.frozen:
-            with torch.no_grad():
-                return self.network(patches)
         return self.network(patches)
+
+    def _remembered(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The frozen network's embeddings, computed only for seconds not seen before."""
+        keys = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in waveform.float().cpu()]
+        new = [i for i, key in enumerate(keys) if key not in self._seen]
+        if new:
+            computed = self._embed(waveform[new])
+            if len(self._seen) + len(new) <= self.max_cached:
+                self._seen.update({keys[i]: row for i, row in zip(new, computed)})
+            else:  # full: use these, remember nothing more
+                fresh = dict(zip(new, computed))
+                return torch.stack([fresh[i] if i in fresh else self._seen[k] for i, k in enumerate(keys)])
+        return torch.stack([self._seen[key] for key in keys])
 
 
 def aisfx_checkpoint() -> Path:
