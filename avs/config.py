@@ -140,7 +140,7 @@ class ModelConfig:
     audio_weights: str | None = None
     # Keep the audio encoder's weights (and batch-norm statistics) fixed: for a pretrained one [ours].
     freeze_audio: bool = True
-    decoder_dim: int = field(default=64, metadata=_range(8, 2048))
+    decoder_dim: int = field(default=128, metadata=_range(8, 2048))
     ama: AMAConfig = field(default_factory=AMAConfig)
     ue: UEConfig = field(default_factory=UEConfig)
 
@@ -200,7 +200,7 @@ class TrainConfig:
     batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per worker and step
     image_size: int = field(default=128, metadata=_range(32, 2048))  # training and validation size
     lr: float = field(default=1e-3, metadata=_range(0.0, 1.0))
-    backbone_lr_multiplier: float = field(default=0.3, metadata=_range(0.0, 10.0))
+    backbone_lr_multiplier: float = field(default=1.0, metadata=_range(0.0, 10.0))
     weight_decay: float = field(default=0.05, metadata=_range(0.0, 1.0))
     warmup_epochs: float = field(default=1.0, metadata=_range(0.0, 10_000.0))
     grad_clip: float = field(default=1.0, metadata=_range(0.0))
