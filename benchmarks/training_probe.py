@@ -91,7 +91,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=280)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     torch.manual_seed(0)
     repo = Path(args.params).resolve().parent
     cfg = load_config(args.params, args.set)

@@ -156,14 +156,10 @@ class AudioEncoder(nn.Module):
         """The frozen network's embeddings, computed only for seconds not seen before."""
         keys = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in waveform.float().cpu()]
         new = [i for i, key in enumerate(keys) if key not in self._seen]
-        if new:
-            computed = self._embed(waveform[new])
-            if len(self._seen) + len(new) <= self.max_cached:
-                self._seen.update({keys[i]: row for i, row in zip(new, computed)})
-            else:  # full: use these, remember nothing more
-                fresh = dict(zip(new, computed))
-                return torch.stack([fresh[i] if i in fresh else self._seen[k] for i, k in enumerate(keys)])
-        return torch.stack([self._seen[key] for key in keys])
+        fresh = dict(zip(new, self._embed(waveform[new]))) if new else {}
+        if len(self._seen) + len(fresh) <= self.max_cached:  # when full, remember nothing more
+            self._seen.update({keys[i]: row for i, row in fresh.items()})
+        return torch.stack([fresh[i] if i in fresh else self._seen[key] for i, key in enumerate(keys)])
 
 
 def aisfx_checkpoint() -> Path:
