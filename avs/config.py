@@ -204,6 +204,10 @@ class TrainConfig:
     weight_decay: float = field(default=0.05, metadata=_range(0.0, 1.0))
     warmup_epochs: float = field(default=1.0, metadata=_range(0.0, 10_000.0))
     grad_clip: float = field(default=1.0, metadata=_range(0.0))
+    # Shuffle the training clips into a new order every epoch (seeded by `seed`). The shards hold
+    # clips grouped by subset, so unshuffled epochs would train on one subset after another.
+    # A full shuffle of the undecoded rows, which Ray holds in its object store while it runs.
+    shuffle: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     # Ray: workers, and whether each takes a GPU (bf16 autocast then).

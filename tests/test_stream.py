@@ -99,3 +99,32 @@ def test_training_reads_no_visible_masks(tmp_path):
             assert bool(batch.visible.any()) == with_visible
     finally:
         ray.shutdown()
+
+
+def test_training_order_is_shuffled_anew_every_epoch(tmp_path):
+    """The shards hold clips grouped by subset; training must not see them in that order."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from avs.data.stream import read_clips
+
+    row = synthetic_table(num_frames=1, size=16).to_pylist()[0]
+    files = []
+    for part in range(2):  # as the preprocess stage writes them: one subset after the other
+        rows = [{**row, "clip_id": f"{part}_{i:02d}", "subset": ("s4", "ms3")[part]} for i in range(24)]
+        files.append(str(tmp_path / f"part-{part}.parquet"))
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), files[-1])
+    ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        def epochs(seed: int) -> list[list[str]]:
+            dataset = read_clips(files, image_size=16, num_frames=1, augment=None, shuffle_seed=seed)
+            return [[c for b in dataset.iter_torch_batches(batch_size=8, collate_fn=CollateClips()) for c in b.clip_id]
+                    for _ in range(2)]
+
+        first, second = epochs(seed=0)
+        grouped = sorted(first)
+        assert sorted(second) == grouped and len(set(first)) == 48  # every clip once per epoch
+        assert first != grouped and second != grouped and first != second
+        assert any(c.startswith("1_") for c in first[:12])  # both subsets early in the epoch
+    finally:
+        ray.shutdown()

@@ -137,11 +137,14 @@ def max_frames(files: list[str]) -> int:
 
 
 def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: AugmentConfig | None,
-               with_visible: bool = True, batch_rows: int = 8):
+               shuffle_seed: int | None = None, with_visible: bool = True, batch_rows: int = 8):
     """A Ray Dataset of decoded clips (augmented when `augment` is given, else only resized).
 
-    `with_visible=False` leaves the visible-object masks unread (training does not use them; the
-    audio-blind reference is computed on validation).
+    `shuffle_seed` shuffles the clips before decoding, into a new order on every pass (epoch)
+    (seeded, though parallel reads can still change the order between runs); None keeps the
+    shards' order. `with_visible=False` leaves
+    the visible-object masks unread (training does not use them; the audio-blind reference is
+    computed on validation).
     """
     import ray.data
 
@@ -149,4 +152,6 @@ def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: A
     clips = ray.data.read_parquet(files)
     if not with_visible:  # projected away before the read (Ray Data pushes the selection down)
         clips = clips.select_columns([name for name in SCHEMA.names if name != "visible_masks"])
+    if shuffle_seed is not None:
+        clips = clips.random_shuffle(seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True))
     return clips.map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")
