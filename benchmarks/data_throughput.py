@@ -3,8 +3,9 @@
 All rows come from one run on one machine, over the train split of the shards in
 data/shards/<dataset> (run `dvc repro preprocess` first):
 
-1. Ray Data alone: `read_clips` (read Parquet, decode, clip-consistent augmentation) iterated
-   with `iter_torch_batches`, as a training worker receives it; two passes, the second counts.
+1. Ray Data alone: `read_clips` (read Parquet, shuffle, decode, clip-consistent augmentation)
+   iterated with `iter_torch_batches`, as a training worker receives it; two passes, the second
+   counts.
 2. The AVS peers' way: the same clips written once as per-file JPEG frames, PNG masks and a
    16-bit WAV, read by a `torch.utils.data.DataLoader` (same decode and augmentation code,
    `--loader-workers` processes).
@@ -53,6 +54,7 @@ def ray_data_rate(files: list[str], cfg, num_frames: int) -> list[float]:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     dataset = read_clips(files, image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment,
+                         shuffle_seed=cfg.train.seed if cfg.train.shuffle else None,
                          with_visible=False)  # as the train stage reads it
     rates = []
     for _ in range(2):  # the second pass shows the steady rate, without the executor's start-up
