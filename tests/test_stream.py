@@ -116,12 +116,9 @@ def test_training_order_is_shuffled_anew_every_epoch(tmp_path):
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), files[-1])
     ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
-        def epochs(seed: int) -> list[list[str]]:
-            dataset = read_clips(files, image_size=16, num_frames=1, augment=None, shuffle_seed=seed)
-            return [[c for b in dataset.iter_torch_batches(batch_size=8, collate_fn=CollateClips()) for c in b.clip_id]
-                    for _ in range(2)]
-
-        first, second = epochs(seed=0)
+        dataset = read_clips(files, image_size=16, num_frames=1, augment=None, shuffle_seed=0)
+        first, second = ([c for b in dataset.iter_torch_batches(batch_size=8, collate_fn=CollateClips()) for c in b.clip_id]
+                         for _ in range(2))  # two epochs
         grouped = sorted(first)
         assert sorted(second) == grouped and len(set(first)) == 48  # every clip once per epoch
         assert first != grouped and second != grouped and first != second

@@ -142,9 +142,8 @@ def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: A
 
     `shuffle_seed` shuffles the clips before decoding, into a new order on every pass (epoch)
     (seeded, though parallel reads can still change the order between runs); None keeps the
-    shards' order. `with_visible=False` leaves
-    the visible-object masks unread (training does not use them; the audio-blind reference is
-    computed on validation).
+    shards' order. `with_visible=False` leaves the visible-object masks unread (training does not
+    use them; the audio-blind reference is computed on validation).
     """
     import ray.data
 
