@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -53,6 +54,12 @@ def wait_for_checkpoint(storage: Path, process: subprocess.Popen, timeout: float
         time.sleep(0.5)
 
 
+def history_epochs(repo: Path) -> list[int]:
+    """The epochs listed in metrics/train_history.csv (the DVC plot of every epoch)."""
+    with open(repo / "metrics" / "train_history.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
 def test_two_workers_train_in_sync_and_export(stamps_repo):
     output = finish(start_training(stamps_repo, write_params(stamps_repo, "ddp", num_workers=2)))
     metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
@@ -89,6 +96,7 @@ def test_an_interrupted_stage_resumes_after_its_last_checkpoint(stamps_repo):
     output = finish(start_training(stamps_repo, params))
     assert "avs train: resuming after epoch" in output
     assert json.loads((stamps_repo / "models" / "stamps" / "state.json").read_text())["epoch"] == 2
+    assert history_epochs(stamps_repo) == [0, 1, 2]  # the epochs before the interruption too
 
 
 def test_a_killed_worker_restarts_from_the_last_checkpoint(stamps_repo):
@@ -102,6 +110,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(stamps_repo):
     assert "avs train: resuming after epoch" in output
     metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
     assert metrics["epoch"] == 2 and metrics["workers_in_sync"] == 1.0
+    assert history_epochs(stamps_repo) == [0, 1, 2]
 
 
 def test_two_node_cluster_on_loopback_places_workers_on_both_nodes(stamps_repo, tmp_path):

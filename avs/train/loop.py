@@ -75,12 +75,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         optimizer, warmup_cosine(round(cfg.train.warmup_epochs * steps_per_epoch), total_steps)
     )
     start_epoch = 0
+    # Every epoch's metrics travel in the checkpoint: Ray Train keeps only the metrics of the
+    # checkpoints it retains (num_to_keep), and a resumed run must not lose the earlier epochs.
+    history: list[dict[str, float]] = []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             load_weights(model, folder)
             load_training_state(folder, optimizer, scheduler)
-            start_epoch = read_state(folder)["epoch"] + 1
+            saved = read_state(folder)
+            start_epoch, history = saved["epoch"] + 1, saved["history"]
         if rank == 0:
             print(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}", flush=True)
     tracker = _Tracker(loop_config) if rank == 0 else None
@@ -123,10 +127,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / train_seconds,
              "lr": scheduler.get_last_lr()[-1]}
         )
+        history.append(metrics)
         with tempfile.TemporaryDirectory() as scratch:
             reported = None
             if rank == 0:
-                state = {"epoch": epoch, "metrics": metrics, "config": loop_config["config"], "run_id": loop_config["run_id"]}
+                state = {"epoch": epoch, "metrics": metrics, "history": history, "config": loop_config["config"],
+                         "run_id": loop_config["run_id"]}
                 folder = write_checkpoint(Path(scratch) / "checkpoint", model, optimizer, scheduler, state)
                 reported = ray.train.Checkpoint.from_directory(str(folder))
                 tracker.log(metrics, epoch)

@@ -85,8 +85,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     with result.checkpoint.as_directory() as folder:
         state = read_state(folder)
         _export(Path(folder), out)
-    history = _history(result)
-    _write_metrics(repo_root, state["metrics"], history)
+    _write_metrics(repo_root, state["metrics"], state["history"])
     _finish_mlflow_run(uri, run_id, out)
     return state["metrics"]
 
@@ -147,12 +146,6 @@ def _export(checkpoint: Path, out: Path) -> None:
     (scratch / STATE_FILE).write_text(json.dumps({k: v for k, v in state.items() if k != "config"}, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     scratch.rename(out)
-
-
-def _history(result) -> list[dict[str, Any]]:
-    rows = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
-    by_epoch = {int(r["epoch"]): r for r in rows if "epoch" in r}
-    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def _write_metrics(repo_root: Path, final: dict[str, Any], history: list[dict[str, Any]]) -> None:
