@@ -110,3 +110,16 @@ def test_hard_split_has_one_sounding_lookalike(stamps_root):
         sounding = clip.masks.reshape(ref.num_frames, -1).sum(axis=1)
         assert (sounding < visible).all()  # a silent look-alike is always in view
         assert clip.sounding.all()  # exactly one of them sounds in every second
+
+
+def test_hard_clips_come_in_pairs_that_differ_only_in_what_sounds(stamps_root):
+    refs = {ref.clip_id.split("/")[-1]: ref for ref in load_stamps_source(stamps_root).clips if ref.subset == "hard"}
+    names = sorted(refs)
+    assert len(names) == 10
+    for first, second in zip(names[::2], names[1::2]):
+        a, b = load_clip(refs[first]), load_clip(refs[second])
+        assert refs[first].split == refs[second].split
+        np.testing.assert_array_equal(a.visible, b.visible)  # the same scene ...
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 2  # (H.264 of equal frames)
+        for t in range(refs[first].num_frames):  # ... with another look-alike sounding in every second
+            assert a.masks[t].any() and b.masks[t].any() and not (a.masks[t] & b.masks[t]).any(), (first, t)

@@ -5,13 +5,14 @@ Three subsets, each a metadata CSV plus a `{subset}_data/` folder:
   ms3   2-3 objects, 1-3 sounding; the sounding set changes between seconds, with fully silent
         seconds whose masks are empty (MS3 layout).
   hard  2-3 look-alikes from one group (horse / donkey / zebra, ...), exactly one sounding in
-        each second (MS3 layout).
+        each second (MS3 layout). Clips come in pairs with the same frames and a different
+        look-alike sounding in every second, so only the audio tells which one to segment.
 Per clip: `raw_videos/.../NAME.mp4` (H.264 + AAC, frame t shown during second t),
 `gt_masks/.../NAME_{1..T}.png` (0/255, the sounding objects' visible pixels) and
 `visible_masks/.../NAME_{1..T}.png` (every visible object, for the visual-only baseline).
 
-Splits are assigned by composition (which objects, which background, which one sounds), hashed
-with the seed, so test clips are combinations never seen in training. Everything is a function
+Splits are assigned by composition (s4: the object and background; ms3 and hard: the set of
+objects), hashed with the seed, so test clips are combinations never seen in training. Everything is a function
 of the parameters: the same `stamps` params give byte-identical masks, CSVs and audio.
 """
 
@@ -21,7 +22,7 @@ import csv
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ class PlannedClip:
     name: str
     split: str
     category: str  # s4: the object; ms3/hard: unused
-    composition: str  # what decides the split: objects (and background / sounding one)
+    composition: str  # what decides the split: the objects (s4: and the background)
     scene: Scene
 
 
@@ -104,10 +105,14 @@ def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp],
         split = _split_of(cfg.seed, subset, key, cfg.val_fraction, cfg.test_fraction)
         if quotas[split] == 0:
             continue
-        quotas[split] -= 1
-        scene = Scene(crop_background(rng, photo, cfg.image_size), objects)
-        name = f"{subset}_{len(planned):04d}"
-        planned.append(PlannedClip(subset, name, split, objects[0].stamp.name, key, scene))
+        background = crop_background(rng, photo, cfg.image_size)
+        # hard: the same scene twice, the second with the sounding look-alike changed in every
+        # second, so that which object sounds cannot be told from the frames alone
+        variants = [objects, _other_sounding(objects)] if subset == "hard" else [objects]
+        for variant in variants[:quotas[split]]:
+            quotas[split] -= 1
+            name = f"{subset}_{len(planned):04d}"
+            planned.append(PlannedClip(subset, name, split, variant[0].stamp.name, key, Scene(background, variant)))
     return planned
 
 
@@ -140,8 +145,13 @@ def _compose_hard(rng, cfg: StampsConfig, stamps, groups) -> tuple[tuple[SceneOb
         voice[at:] = [other] * (cfg.num_frames - at)
     schedule = np.array([[voice[t] == k for k in range(count)] for t in range(cfg.num_frames)])
     objects = _side_by_side(rng, cfg, chosen, schedule)
-    key = "+".join(sorted(s.name for s in chosen)) + f">{chosen[first].name}"
-    return objects, key
+    return objects, "+".join(sorted(s.name for s in chosen))
+
+
+def _other_sounding(objects: tuple[SceneObject, ...]) -> tuple[SceneObject, ...]:
+    """The same objects and motion, each sounding when the previous one did (a rotation of the schedules)."""
+    schedules = [obj.sounding for obj in objects]
+    return tuple(replace(obj, sounding=schedules[k - 1]) for k, obj in enumerate(objects))
 
 
 def _ms3_schedule(rng: np.random.Generator, count: int, seconds: int) -> np.ndarray:
