@@ -40,6 +40,9 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     for condition in ("clean", "muted", "swapped", "noise_10db", "visual_only_clean", "visual_only_muted"):
         assert 0.0 <= robustness[f"{condition}_J"] <= 1.0, condition
     assert robustness["clean_J"] == test["J"]
+    attribution = metrics["attribution"]  # the stamps set has visible masks: hard frames always qualify
+    assert attribution["hard_frames"] > 0 and 0.0 <= attribution["hard_pick_rate"] <= 1.0
+    assert attribution["all_frames"] >= attribution["hard_frames"] + attribution.get("ms3_frames", 0)
     rows = list(csv.DictReader(open(model_repo / "metrics" / "robustness.csv")))
     assert [r["condition"] for r in rows] == ["clean", "muted", "swapped", "noise_10db"]
     assert len(list(csv.DictReader(open(model_repo / "metrics" / "reliability.csv")))) == 15
@@ -51,7 +54,7 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     client = MlflowClient(uri)
     logged = client.get_run(run_id).data.metrics
     assert logged["test/J"] == pytest.approx(test["J"])
-    assert "calibration/final/ece" in logged and "robustness/muted_J" in logged
+    assert "calibration/final/ece" in logged and "robustness/muted_J" in logged and "attribution/hard_pick_rate" in logged
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/evaluate.json", "evaluation/reliability.png", "evaluation/overlays"} <= artifacts
 

@@ -2,7 +2,8 @@
 
 Reads `models/<dataset>/` and the test shards; writes
     metrics/evaluate.json          test J/F (AVSBench, per subset, per-dataset protocol, AVSS when
-                                   71 classes), calibration, robustness (DVC metrics)
+                                   71 classes), calibration, robustness, attribution (whether the
+                                   sounding object gets more probability than a silent one in view)
     metrics/reliability.csv        the reliability diagram's bins (DVC plots)
     metrics/robustness.csv         J under each audio condition, model and visual-only (DVC plots)
     reports/<dataset>/evaluation/  reliability.png, overlays/*.png, mlflow.json (the run logged to)
@@ -32,6 +33,7 @@ from avs.data.audio import from_pcm16
 from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
+from avs.eval.attribution import SoundingPickMeter
 from avs.eval.calibration import CalibrationMeter, plot_reliability
 from avs.eval.metrics import BinaryMeter, DatasetMeter, SemanticMeter
 from avs.eval.robustness import muted, swapped, with_noise
@@ -101,6 +103,7 @@ class _Scores:
         self.semantic = SemanticMeter(num_classes) if num_classes > 1 else None
         self.visual_only: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<clean|muted>:<subset>"
         self.calibration: dict[str, CalibrationMeter] = defaultdict(CalibrationMeter)  # final/raw x all/transition
+        self.picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)  # by subset, clips with visible masks
 
     def update(self, condition: str, batch: ClipBatch, outputs: dict[str, Any]) -> None:
         if condition not in self.conditions:
@@ -118,6 +121,11 @@ class _Scores:
                     self.visual_only[f"{condition}:{name}"].update(batch.visible[index][keep].float(), truth[index][keep])
         if condition != "clean":
             return
+        for index, subset in enumerate(batch.subset):
+            if batch.has_visible[index]:
+                keep = labelled[index]
+                for name in (subset, "all"):
+                    self.picks[name].update(probs[index][keep], truth[index][keep], batch.visible[index][keep] > 0)
         if self.compat is not None:
             self.compat.update(probs[labelled], truth[labelled])
         class_probs = class_probabilities(outputs["logits"])  # (B, T, K, H, W)
@@ -136,7 +144,7 @@ class _Scores:
                     p[frames], classes[frames], None if u is None else u[frames])
 
     def compute(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"test": {}, "calibration": {}, "robustness": {}}
+        out: dict[str, Any] = {"test": {}, "calibration": {}, "robustness": {}, "attribution": {}}
         for key, meter in sorted(self.binary.items()):
             condition, subset = key.split(":")
             result = meter.compute()
@@ -158,6 +166,9 @@ class _Scores:
             out["test"].update({"avss_mIoU": semantic["J"], "avss_F": semantic["F"]})
         for name, meter in sorted(self.calibration.items()):
             out["calibration"][name] = {k: v for k, v in meter.compute().items()}
+        for subset, meter in sorted(self.picks.items()):
+            if meter.frames:  # s4 never has a silent object; datasets without visible masks have none
+                out["attribution"].update({f"{subset}_{k}": v for k, v in meter.compute().items()})
         for key, meter in sorted(self.visual_only.items()):
             condition, subset = key.split(":")
             out["robustness"][f"visual_only_{condition}" + ("" if subset == "all" else f"_{subset}") + "_J"] = meter.compute()["J"]
@@ -264,6 +275,7 @@ def log_to_mlflow(uri: str, cfg: Config, folder: Path, reports: Path, metrics: d
     flat = {f"test/{k}": v for k, v in metrics["test"].items()}
     flat.update({f"calibration/{name}/{k}": v for name, row in metrics["calibration"].items() for k, v in row.items()})
     flat.update({f"robustness/{k}": v for k, v in metrics["robustness"].items()})
+    flat.update({f"attribution/{k}": v for k, v in metrics["attribution"].items()})
     now = int(time.time() * 1000)
     entries = [Metric(k.replace("&", "and"), float(v), now, 0) for k, v in flat.items() if isinstance(v, (int, float)) and math.isfinite(v)]
     for start in range(0, len(entries), 500):
