@@ -32,7 +32,8 @@ from tqdm import tqdm
 from avs.config import load_config
 from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
-from avs.eval.evaluate import _batches
+from avs.eval.attribution import SoundingPickMeter
+from avs.eval.evaluate import decoded_batches
 from avs.eval.metrics import BinaryMeter
 from avs.model import build_model, compute_losses
 from avs.model.saved import foreground_probability
@@ -70,18 +71,25 @@ def train(cfg, steps: int, repo: Path) -> tuple[nn.Module, float]:
 
 @torch.inference_mode()
 def score(model: nn.Module, cfg, repo: Path) -> dict[str, float]:
-    """Validation J per subset, with each clip's own audio and with its neighbour's."""
+    """Validation J per subset, with each clip's own audio and with its neighbour's, and the
+    clean pick rate (`pick_<subset>`: how often the sounding object gets more probability than a
+    silent one in view; 0.5 is chance)."""
     model.eval()
     files = shard_files(shards_dir(cfg, repo), "val")
     meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
-    for batch in _batches(files, cfg.train.image_size, max_frames(files), 4):
+    picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)
+    for batch in decoded_batches(files, cfg.train.image_size, max_frames(files), 4):
         for condition, audio in (("clean", batch.audio), ("swap", batch.audio.roll(1, 0))):
             probs = foreground_probability(model(batch.frames.float() / 255, audio)["logits"])
             for i, subset in enumerate(batch.subset):
                 keep = batch.labelled[i]
                 for name in (subset, "all"):
                     meters[f"{condition}_{name}"].update(probs[i][keep], batch.masks[i][keep] > 0)
-    return {name: round(meter.compute()["J"], 3) for name, meter in sorted(meters.items())}
+                    if condition == "clean" and batch.has_visible[i]:
+                        picks[name].update(probs[i][keep], batch.masks[i][keep] > 0, batch.visible[i][keep] > 0)
+    scores = {name: round(meter.compute()["J"], 3) for name, meter in sorted(meters.items())}
+    scores.update({f"pick_{name}": round(meter.compute()["pick_rate"], 3) for name, meter in sorted(picks.items()) if meter.frames})
+    return scores
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     seen = 0
     bar = tqdm(total=len(audio), desc="evaluate", unit="clip", disable=not progress)
     with torch.inference_mode():
-        for batch in _batches(files, image_size, num_frames, e.batch_size):
+        for batch in decoded_batches(files, image_size, num_frames, e.batch_size):
             frames = batch.frames.float() / 255
             rows = slice(seen, seen + len(batch.clip_id))
             for name, perturb in conditions.items():
@@ -185,8 +185,8 @@ def _read_audio(files: list[str], num_frames: int) -> np.ndarray:
     return np.stack(clips)
 
 
-def _batches(files: list[str], image_size: int, num_frames: int, batch_size: int) -> Iterator[ClipBatch]:
-    """Decoded, resized test clips in shard order (the same decoding as validation)."""
+def decoded_batches(files: list[str], image_size: int, num_frames: int, batch_size: int) -> Iterator[ClipBatch]:
+    """The clips of `files`, decoded and resized (no augmentation, as in validation), in shard order."""
     decode = DecodeClips(image_size=image_size, num_frames=num_frames, augment=None)
     for path in files:
         for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
