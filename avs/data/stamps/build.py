@@ -12,8 +12,9 @@ Per clip: `raw_videos/.../NAME.mp4` (H.264 + AAC, frame t shown during second t)
 `visible_masks/.../NAME_{1..T}.png` (every visible object, for the visual-only baseline).
 
 Splits are assigned by composition (s4: the object and background; ms3 and hard: the set of
-objects), hashed with the seed, so test clips are combinations never seen in training. Everything is a function
-of the parameters: the same `stamps` params give byte-identical masks, CSVs and audio.
+objects), hashed with the seed, so test clips are combinations never seen in training.
+Everything is a function of the parameters: the same `stamps` params give byte-identical masks,
+CSVs and audio.
 """
 
 from __future__ import annotations
