@@ -114,18 +114,15 @@ class _Scores:
         labelled = batch.labelled
         for index, subset in enumerate(batch.subset):
             keep = labelled[index]
+            visible = batch.visible[index][keep] if batch.has_visible[index] else None
             for name in (subset, "all"):
                 self.binary[f"{condition}:{name}"].update(probs[index][keep], truth[index][keep])
-            if batch.has_visible[index] and condition in ("clean", "muted"):
-                for name in (subset, "all"):
-                    self.visual_only[f"{condition}:{name}"].update(batch.visible[index][keep].float(), truth[index][keep])
+                if visible is not None and condition in ("clean", "muted"):
+                    self.visual_only[f"{condition}:{name}"].update(visible.float(), truth[index][keep])
+                if visible is not None and condition == "clean":
+                    self.picks[name].update(probs[index][keep], truth[index][keep], visible > 0)
         if condition != "clean":
             return
-        for index, subset in enumerate(batch.subset):
-            if batch.has_visible[index]:
-                keep = labelled[index]
-                for name in (subset, "all"):
-                    self.picks[name].update(probs[index][keep], truth[index][keep], batch.visible[index][keep] > 0)
         if self.compat is not None:
             self.compat.update(probs[labelled], truth[labelled])
         class_probs = class_probabilities(outputs["logits"])  # (B, T, K, H, W)
