@@ -141,6 +141,9 @@ class ModelConfig:
     # Keep the audio encoder's weights (and batch-norm statistics) fixed: for a pretrained one [ours].
     freeze_audio: bool = True
     decoder_dim: int = field(default=128, metadata=_range(8, 2048))
+    # Width of the audio-pixel similarity added to the mask logits [ours]: <W_a a, W_v x> per
+    # pixel, a direct path for "which object does this sound belong to"; 0 turns it off.
+    similarity_dim: int = field(default=64, metadata=_range(0, 2048))
     ama: AMAConfig = field(default_factory=AMAConfig)
     ue: UEConfig = field(default_factory=UEConfig)
 
@@ -180,6 +183,9 @@ class LossConfig:
     cst_positives: Literal["response", "mask"] = "response"
     # The KL term's weight rises linearly from 0 to 1 over this many epochs.
     kl_anneal_epochs: float = field(default=10.0, metadata=_range(0.0))
+    # [ours] InfoNCE pairing each sounding region with its audio (needs model.similarity_dim > 0).
+    lambda_bind: float = field(default=1.0, metadata=_range(0.0))
+    bind_tau: float = field(default=0.1, metadata=_range(1e-4, 10.0))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from avs.model.ama import Alignment
-from avs.model.losses import IGNORE, contrastive_loss, evidential_loss, mask_positives, segmentation_loss
+from avs.model.losses import IGNORE, binding_loss, contrastive_loss, evidential_loss, mask_positives, segmentation_loss
 
 
 def test_evidential_loss_digamma_form_and_kl():
@@ -67,3 +67,42 @@ def test_segmentation_losses_vanish_for_a_confident_correct_mask():
     logits = torch.nn.functional.one_hot(classes, 5).permute(0, 3, 1, 2).float() * 50
     terms = segmentation_loss(logits, classes)
     assert set(terms) == {"ce", "dice"} and all(v.item() < 1e-6 for v in terms.values())
+
+
+def _binding_case():
+    """Two clips of one frame each, 2x2 pixels; the sounding pixel's feature equals the audio."""
+    audio = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pixels = torch.zeros(2, 2, 2, 2)
+    pixels[0, :, 0, 0] = audio[0]  # clip 0: top-left sounds
+    pixels[1, :, 1, 1] = audio[1]  # clip 1: bottom-right sounds
+    pixels[0, :, 1, 1] = audio[1]  # a silent look-alike of clip 1's object in clip 0
+    masks = torch.zeros(2, 2, 2, dtype=torch.long)
+    masks[0, 0, 0] = masks[1, 1, 1] = 1
+    return audio, pixels, masks, torch.ones(2, dtype=torch.bool), torch.tensor([0, 1])
+
+
+def test_binding_loss_prefers_the_right_pairing():
+    audio, pixels, masks, labelled, clip = _binding_case()
+    right = binding_loss(audio, pixels, masks, labelled, clip, tau=0.1)
+    swapped = binding_loss(audio.flip(0), pixels, masks, labelled, clip, tau=0.1)
+    assert right < 0.1 < swapped
+    # the silent object is a negative within the frame: the more it matches the audio, the more it costs
+    confusable = pixels.clone()
+    confusable[0, :, 1, 1] = torch.tensor([1.0, 0.5])
+    assert binding_loss(audio, confusable, masks, labelled, clip, tau=0.1) > right + 0.05
+
+
+def test_binding_loss_skips_unlabelled_and_empty_frames_and_same_clip_negatives():
+    audio, pixels, masks, labelled, clip = _binding_case()
+    # one clip only: no "across" term, the "within" term alone
+    within_only = binding_loss(audio, pixels, masks, labelled, torch.tensor([0, 0]), tau=0.1)
+    first = binding_loss(audio[:1], pixels[:1], masks[:1], labelled[:1], clip[:1], tau=0.1)
+    second = binding_loss(audio[1:], pixels[1:], masks[1:], labelled[1:], clip[1:], tau=0.1)
+    assert within_only.item() == pytest.approx((first + second).item() / 2, rel=1e-5)
+    # frame 1 unlabelled or empty: it is left out entirely
+    for masks_, labelled_ in ((masks, torch.tensor([True, False])), (masks * torch.tensor([1, 0])[:, None, None], labelled)):
+        assert binding_loss(audio, pixels, masks_, labelled_, clip, tau=0.1).item() == pytest.approx(first.item(), rel=1e-5)
+    pixels.requires_grad_(True)
+    none = binding_loss(audio, pixels, masks, torch.tensor([False, False]), clip, tau=0.1)
+    none.backward()
+    assert none.item() == 0 and pixels.grad is not None

@@ -85,10 +85,10 @@ def test_ablation_switches_give_the_four_variants():
     _, out, losses = run(baseline)
     assert out["uncertainty"] is None and out["relevance"] == {}
     assert torch.equal(out["logits"], out["mask_logits"])
-    assert set(losses) == {"bce", "dice", "iou", "total"}
+    assert set(losses) == {"bce", "dice", "iou", "bind", "total"}  # the similarity is in every variant [ours]
 
     _, out, losses = run(full)
-    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "total"}
+    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "bind", "total"}
     u = out["uncertainty"][:, :, None]
     assert torch.allclose(out["logits"], (1 - u) * out["mask_logits"])
 
@@ -98,6 +98,38 @@ def test_ablation_switches_give_the_four_variants():
     assert out["uncertainty"] is not None and "cst" not in losses
     _, out, losses = run(tiny_config(ue={"enabled": False}))
     assert out["uncertainty"] is None and "unc" not in losses and "cst" in losses
+
+
+def test_similarity_switch_and_which_logits_it_raises(monkeypatch):
+    _, out, losses = run(tiny_config(similarity_dim=0))
+    assert out["binding"] is None and "bind" not in losses
+    _, out, losses = run(config_from_dict({**_plain(tiny_config()), "loss": {"lambda_bind": 0.0}}))
+    assert out["binding"] is not None and "bind" not in losses
+
+    from avs.model.similarity import AudioPixelSimilarity
+
+    cfg = config_from_dict({**_plain(tiny_config(ue={"enabled": False})), "data": {"dataset": "avss", "root": "/unused"}})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    video, audio = torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 16000) * 0.1
+    logits = {}
+    for value in (0.0, 5.0):
+        monkeypatch.setattr(AudioPixelSimilarity, "forward", lambda self, a, p, v=value: torch.full_like(p[:, :1], v))
+        logits[value] = model(video, audio)["logits"]
+    raised = logits[5.0] - logits[0.0]
+    assert torch.allclose(raised[:, :, 0], torch.zeros(()), atol=1e-5)  # background: untouched
+    assert torch.allclose(raised[:, :, 1:], torch.full((), 5.0), atol=1e-4)  # every object class
+
+
+def test_similarity_is_a_scaled_dot_product_per_pixel():
+    from avs.model.similarity import AudioPixelSimilarity
+
+    similarity = AudioPixelSimilarity(audio_dim=6, stage_channels=[3, 5, 7, 9], dim=4)
+    features = [torch.randn(2, 3, 8, 8), torch.randn(2, 5, 4, 4)]
+    a, p = similarity.embed(features, torch.randn(2, 6))
+    assert a.shape == (2, 4) and p.shape == (2, 4, 8, 8)
+    expected = (a[1] * p[1, :, 3, 5]).sum() / 2  # 1 / sqrt(d)
+    assert similarity(a, p)[1, 0, 3, 5].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_ama_on_chosen_stages_only():

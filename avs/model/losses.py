@@ -1,4 +1,5 @@
-"""Losses (METHOD.md): L = L_seg + lambda_cst L_cst + lambda_unc L_unc, as a dict of named terms.
+"""Losses (METHOD.md): L = L_seg + lambda_cst L_cst + lambda_unc L_unc (+ lambda_bind L_bind [ours]),
+as a dict of named terms.
 
 Targets:
     masks     (B, T, H, W) long: 0/1 for binary data, class indices for AVSS; IGNORE marks
@@ -106,6 +107,50 @@ def mask_positives(aligned: Alignment, masks: torch.Tensor, labelled: torch.Tens
     return (overlap >= 0.5) & labelled[:, None]
 
 
+def binding_loss(audio: torch.Tensor, pixels: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor,
+                 clip: torch.Tensor, tau: float) -> torch.Tensor:
+    """Which sound belongs to which pixels, stated outright on the similarity's projections [ours].
+
+    The mean of two InfoNCE terms (cosines over `tau`), over labelled frames whose ground truth
+    is not empty:
+      across  each frame's sounding region (its pixels pooled over the ground truth) against
+              the audio of the other clips' frames, and each audio against the other clips'
+              regions (symmetric). Frames of the same clip are no negatives: the same object
+              may sound in them.
+      within  each frame's audio against every pixel of that frame, its sounding pixels the
+              positives: the silent look-alike beside the sounding object is a negative here.
+    The segmentation loss alone trained the similarity too weakly to tell look-alikes apart.
+
+    Args:
+        audio: (N, d), pixels: (N, d, h, w) the projections of `AudioPixelSimilarity.embed`.
+        masks: (N, H, W) targets; anything not background (and not IGNORE) is sounding.
+        labelled: (N,) bool.
+        clip: (N,) which clip each frame belongs to.
+    """
+    inside = ((masks > 0) & (masks != IGNORE)).float()[:, None]
+    inside = F.adaptive_avg_pool2d(inside, pixels.shape[-2:]).flatten(1)  # (N, h*w) share inside
+    keep = labelled & (inside.sum(1) >= 1)  # at least one pixel's worth at the projections' scale
+    if not keep.any():
+        return pixels.sum() * 0
+    audio, pixels = F.normalize(audio[keep], dim=-1), pixels[keep].flatten(2)  # (M, d), (M, d, h*w)
+    inside, clip = inside[keep], clip[keep]
+    weights = inside / inside.sum(1, keepdim=True)
+
+    cosine = torch.einsum("md,mdl->ml", audio, F.normalize(pixels, dim=1)) / tau
+    within = -(weights * cosine.log_softmax(1)).sum(1).mean()
+
+    region = F.normalize(torch.einsum("mdl,ml->md", pixels, weights), dim=-1)  # (M, d)
+    same_clip = clip[:, None] == clip[None, :]
+    own = torch.eye(len(clip), dtype=torch.bool, device=clip.device)
+    sim = (region @ audio.T / tau).masked_fill(same_clip & ~own, float("-inf"))  # (M, M)
+    has_negative = (~same_clip).any(1)
+    if not has_negative.any():  # one clip only: no other sound to tell apart
+        return within
+    target = torch.arange(len(clip), device=clip.device)
+    across = (F.cross_entropy(sim, target, reduction="none") + F.cross_entropy(sim.T, target, reduction="none")) / 2
+    return (across[has_negative].mean() + within) / 2
+
+
 def compute_losses(
     outputs: dict,
     masks: torch.Tensor,
@@ -147,5 +192,9 @@ def compute_losses(
         evidence = outputs["evidence"].flatten(0, 1)
         terms["unc"] = evidential_loss(evidence[flat_labelled], flat_masks[flat_labelled], kl_weight)
         total = total + cfg.lambda_unc * terms["unc"]
+    if outputs.get("binding") is not None and cfg.lambda_bind > 0:
+        clip = torch.arange(masks.shape[0], device=masks.device).repeat_interleave(masks.shape[1])
+        terms["bind"] = binding_loss(*outputs["binding"], flat_masks, flat_labelled, clip, cfg.bind_tau)
+        total = total + cfg.lambda_bind * terms["bind"]
     terms["total"] = total
     return terms

@@ -13,20 +13,24 @@ from avs.model.ama import Alignment, AudioGuidedAlignment
 from avs.model.decoder import FPNDecoder, conv_norm_act
 from avs.model.audio import AudioEncoder, build_audio_encoder
 from avs.model.encoders import VisualEncoder, build_visual_encoder
+from avs.model.similarity import AudioPixelSimilarity
 from avs.model.ue import EvidentialHead, dirichlet_uncertainty
 
 
 class RAVS(nn.Module):
-    """Encoders with AMA after chosen stages, an FPN decoder with an audio query, and UE.
+    """Encoders with AMA after chosen stages, an FPN decoder with an audio query, an audio-pixel
+    similarity added to the mask logits [ours], and UE.
 
     `forward` returns a dict:
         logits       (B, T, K, H, W) final mask logits m' = (1 - u) m (m when UE is off);
                      K = 1 (binary: sounding) or the number of classes (AVSS: 71)
-        mask_logits  (B, T, K, H, W) the mask head's logits m
+        mask_logits  (B, T, K, H, W) m: the mask head's logits plus the audio-pixel similarity
         uncertainty  (B, T, H, W) u = K_e / S in (0, 1], or None when UE is off
         evidence     (B, T, K_e, H, W) Dirichlet evidence (K_e = 2 for binary), or None
         relevance    {stage: (B, T, P)} AMA audio relevances r_p
         alignments   {stage: Alignment} the contrastive loss's inputs (frames flattened: B*T)
+        binding      (audio (B*T, d), pixels (B*T, d, H/4, W/4)) the audio-pixel similarity's
+                     projections (the binding loss's inputs), or None when it is off
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class RAVS(nn.Module):
         decoder_dim: int,
         num_classes: int,
         uncertainty: EvidentialHead | None,
+        similarity: AudioPixelSimilarity | None = None,
     ):
         super().__init__()
         self.visual = visual
@@ -52,6 +57,7 @@ class RAVS(nn.Module):
             {stage: nn.Linear(visual.channels[int(stage) - 1], decoder_dim) for stage in self.alignments}
         )
         self.mask_head = nn.Sequential(conv_norm_act(decoder_dim, decoder_dim), nn.Conv2d(decoder_dim, num_classes, 1))
+        self.similarity = similarity
         self.uncertainty = uncertainty
         self.num_classes = num_classes
 
@@ -80,7 +86,15 @@ class RAVS(nn.Module):
         for index, aligned in alignments.items():
             query = query + self.compact_query[str(index)](aligned.compact)
         fused = pixels * (1 + query[:, :, None, None])  # FiLM-style audio modulation
-        mask = self._upsample(self.mask_head(fused), (height, width)).unflatten(0, (b, t))  # (B, T, K, H, W)
+        mask = self.mask_head(fused)  # (B*T, K, H/4, W/4)
+        binding = None
+        if self.similarity is not None:
+            binding = self.similarity.embed(features, audio)  # (B*T, d), (B*T, d, H/4, W/4)
+            sounding = self.similarity(*binding)  # (B*T, 1, H/4, W/4)
+            if self.num_classes > 1:  # AVSS: raises every object class against background (class 0)
+                sounding = F.pad(sounding.expand(-1, self.num_classes - 1, -1, -1), (0, 0, 0, 0, 1, 0))
+            mask = mask + sounding
+        mask = self._upsample(mask, (height, width)).unflatten(0, (b, t))  # (B, T, K, H, W)
 
         outputs = {
             "logits": mask,
@@ -89,6 +103,7 @@ class RAVS(nn.Module):
             "evidence": None,
             "relevance": {i: a.relevance.unflatten(0, (b, t)) for i, a in alignments.items()},
             "alignments": alignments,
+            "binding": binding,
         }
         if self.uncertainty is not None:
             evidence = self.uncertainty(fused.unflatten(0, (b, t)))  # (B, T, K_e, H/4, W/4)
@@ -129,6 +144,9 @@ def build_model(cfg: Config) -> RAVS:
             num_heads=m.ue.heads,
             max_frames=m.ue.max_frames,
         )
+    similarity = None
+    if m.similarity_dim:
+        similarity = AudioPixelSimilarity(audio_dim=audio.embed_dim, stage_channels=visual.channels, dim=m.similarity_dim)
     return RAVS(
         visual=visual,
         audio=audio,
@@ -137,4 +155,5 @@ def build_model(cfg: Config) -> RAVS:
         decoder_dim=m.decoder_dim,
         num_classes=num_classes,
         uncertainty=uncertainty,
+        similarity=similarity,
     )
