@@ -4,7 +4,7 @@ A full `dvc repro` trains for about 12 minutes on 2 CPU cores, too long to compa
 This script trains in-process (no Ray) for `--steps` steps on random batches of the train shards
 (the same decoding, augmentation, optimiser, schedule and losses as `avs train`), then scores J on
 the validation split, clean and with the audio of the next clip in the batch (`swap`: how much
-the model uses what it hears). Each `--set KEY=VALUE` (repeatable) overrides params.yaml. One
+the model uses what it hears), and the pick rate on validation and on the training clips. Each `--set KEY=VALUE` (repeatable) overrides params.yaml. One
 line per run is appended to benchmarks/results/training_probe.jsonl.
 
     python benchmarks/training_probe.py --tag decoder128 --set model.decoder_dim=128 [--steps 280]
@@ -70,12 +70,12 @@ def train(cfg, steps: int, repo: Path) -> tuple[nn.Module, float]:
 
 
 @torch.inference_mode()
-def score(model: nn.Module, cfg, repo: Path) -> dict[str, float]:
-    """Validation J per subset, with each clip's own audio and with its neighbour's, and the
+def score(model: nn.Module, cfg, repo: Path, split: str = "val") -> dict[str, float]:
+    """J per subset of `split`, with each clip's own audio and with its neighbour's, and the
     clean pick rate (`pick_<subset>`: how often the sounding object gets more probability than a
     silent one in view; 0.5 is chance)."""
     model.eval()
-    files = shard_files(shards_dir(cfg, repo), "val")
+    files = shard_files(shards_dir(cfg, repo), split)
     meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
     picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)
     for batch in decoded_batches(files, cfg.train.image_size, max_frames(files), 4):
@@ -104,6 +104,8 @@ def main() -> None:
     cfg = load_config(args.params, args.set)
     model, seconds = train(cfg, args.steps, repo)
     result = {"tag": args.tag, "set": args.set, "steps": args.steps, "train_s": round(seconds), **score(model, cfg, repo)}
+    # the pick rate on the (unaugmented) training clips: has the model fit the binding at all?
+    result.update({f"train_{k}": v for k, v in score(model, cfg, repo, "train").items() if k.startswith("pick_")})
     print(json.dumps(result))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as handle:
