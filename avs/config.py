@@ -196,6 +196,15 @@ class AugmentConfig:
     horizontal_flip: bool = True
     # ColorJitter strength for brightness, contrast and saturation (frames only, never masks).
     color_jitter: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    # [ours] Chance that a clip's audio gets white noise, at an SNR drawn uniformly from
+    # audio_noise_snr_db (low, high), per clip; the target stays: the object still sounds.
+    audio_noise_p: float = field(default=0.3, metadata=_range(0.0, 1.0))
+    audio_noise_snr_db: tuple[float, ...] = (0.0, 20.0)
+
+    def __post_init__(self) -> None:
+        low_high = self.audio_noise_snr_db
+        if len(low_high) != 2 or low_high[0] > low_high[1]:
+            raise ConfigError(f"train.augment.audio_noise_snr_db: expected [low, high] with low <= high, got {list(low_high)}")
 
 
 @dataclass(frozen=True)

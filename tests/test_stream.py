@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from avs.config import AugmentConfig
-from avs.data.audio import to_pcm16
+from avs.config import AugmentConfig, ConfigError
+from avs.data.audio import add_white_noise, to_pcm16
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
 from avs.data.stream import ClipBatch, CollateClips, DecodeClips, shard_files
@@ -56,6 +56,21 @@ def test_one_crop_and_flip_per_clip():
         out = DecodeClips(image_size=48, num_frames=4, augment=AugmentConfig(crop_scale_min=0.2))(same)
         assert all(np.array_equal(out["masks"][0][0], m) for m in out["masks"][0])
         assert all(np.array_equal(out["frames"][0][0], f) for f in out["frames"][0])  # jitter: one draw per clip
+
+
+def test_audio_noise_at_the_drawn_snr_fresh_each_time_and_only_when_asked():
+    table = synthetic_table()
+    clean = DecodeClips(image_size=48, num_frames=4, augment=None)(table)["audio"][0]
+    assert np.array_equal(DecodeClips(image_size=48, num_frames=4, augment=AugmentConfig())(table)["audio"][0], clean)
+    noisy = DecodeClips(image_size=48, num_frames=4,
+                        augment=AugmentConfig(audio_noise_p=1.0, audio_noise_snr_db=(10.0, 10.0)))
+    first, second = noisy(table)["audio"][0], noisy(table)["audio"][0]
+    snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((first - clean).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.1)
+    assert not np.array_equal(first, second)  # a new draw on every pass
+    assert not add_white_noise(np.zeros((2, 100), np.float32), 0.0, np.random.default_rng(0)).any()  # silence stays
+    with pytest.raises(ConfigError, match="audio_noise_snr_db"):
+        AugmentConfig(audio_noise_snr_db=(20.0, 0.0))
 
 
 def test_eval_resizes_pads_and_collates():

@@ -48,3 +48,15 @@ def to_pcm16(seconds: np.ndarray) -> list[bytes]:
 def from_pcm16(seconds: list[bytes]) -> np.ndarray:
     """T int16 byte strings (as `to_pcm16` writes) -> (T, 16000) float32."""
     return np.stack([np.frombuffer(b, "<i2") for b in seconds]).astype(np.float32) / PCM_SCALE
+
+
+def add_white_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """(T, samples) one clip's audio -> with fresh white noise at `snr_db` against the clip's power.
+
+    The same rule as the evaluation's noise probe (`avs.eval.robustness.with_noise`), with a new
+    draw each call; a silent clip stays silent (its SNR is undefined).
+    """
+    signal = audio.astype(np.float64)
+    noise = rng.standard_normal(signal.shape)
+    gain = np.sqrt(np.mean(signal**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
+    return (signal + gain * noise).astype(audio.dtype)

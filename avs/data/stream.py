@@ -18,6 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from avs.config import AugmentConfig
+from avs.data.audio import add_white_noise
 from avs.data.errors import DataError
 from avs.data.preprocess import MANIFEST, read_manifest
 from avs.data.shards import SCHEMA, check_schema_version, decode_row
@@ -72,12 +73,14 @@ class DecodeClips:
     """`map_batches` callable: shard rows -> decoded, augmented (train) or resized (eval) arrays.
 
     Every frame and mask of a clip gets the same crop and flip (masks with nearest
-    interpolation); colour jitter touches frames only. Clips shorter than `num_frames` are
-    padded with unlabelled blank frames so that batches stack.
+    interpolation); colour jitter touches frames only; with `audio_noise_p` a clip's audio gets
+    white noise at a random SNR. Clips shorter than `num_frames` are padded with unlabelled
+    blank frames so that batches stack.
     """
 
     def __init__(self, *, image_size: int, num_frames: int, augment: AugmentConfig | None):
         self.num_frames = num_frames
+        self.augment = augment
         if augment is None:
             self.transform = v2.Resize((image_size, image_size), antialias=True)
         else:
@@ -90,6 +93,7 @@ class DecodeClips:
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
         columns: dict[str, list] = {k: [] for k in ("frames", "audio", "masks", "labelled", "sounding", "visible", "has_visible", "subset", "clip_id")}
+        rng = np.random.default_rng()  # fresh entropy per call: this object is pickled into every task
         for row in batch.to_pylist():
             clip = decode_row(row)
             video = tv_tensors.Video(torch.from_numpy(clip.frames).permute(0, 3, 1, 2))  # (T, 3, H, W)
@@ -103,13 +107,19 @@ class DecodeClips:
             columns["frames"].append(_pad(video.numpy(), pad))
             columns["masks"].append(_pad(masks.numpy(), pad))
             columns["visible"].append(_pad(visible.numpy(), pad))
-            columns["audio"].append(_pad(clip.audio, pad))
+            columns["audio"].append(_pad(self._noisy(clip.audio, rng), pad))
             columns["labelled"].append(_pad(clip.mask_annotated, pad))
             columns["sounding"].append(_pad(clip.sounding, pad))
             columns["has_visible"].append(has_visible)
             columns["subset"].append(clip.subset)
             columns["clip_id"].append(clip.clip_id)
         return {k: np.stack(v) if k not in ("subset", "clip_id") else np.asarray(v, dtype=object) for k, v in columns.items()}
+
+    def _noisy(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(T, samples) -> with white noise at a random SNR, with chance `audio_noise_p` (training only)."""
+        if self.augment is None or self.augment.audio_noise_p == 0 or rng.random() >= self.augment.audio_noise_p:
+            return audio
+        return add_white_noise(audio, rng.uniform(*self.augment.audio_noise_snr_db), rng)
 
 
 def _pad(array: np.ndarray, count: int) -> np.ndarray:
