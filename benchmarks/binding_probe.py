@@ -27,7 +27,7 @@ from torch import nn
 from avs.config import load_config
 from avs.data.stages import shards_dir
 from avs.data.stream import max_frames, shard_files
-from avs.eval.attribution import MIN_PIXELS
+from avs.eval.attribution import both_in_view
 from avs.eval.evaluate import decoded_batches
 from avs.model.audio import build_audio_encoder
 from avs.model.encoders import build_visual_encoder
@@ -56,7 +56,7 @@ def region_features(cfg, repo: Path, split: str, image_size: int) -> dict:
             clip = n // frames
             if not (batch.has_visible[clip] and batch.labelled[clip, n % frames]):
                 continue
-            if sounding[n].sum() < MIN_PIXELS or silent[n].sum() < MIN_PIXELS:
+            if not both_in_view(sounding[n], silent[n]):
                 continue
             for key, mask in (("sounding", sounding[n]), ("silent", silent[n])):
                 pooled = []

@@ -4,8 +4,9 @@ A full `dvc repro` trains for about 12 minutes on 2 CPU cores, too long to compa
 This script trains in-process (no Ray) for `--steps` steps on random batches of the train shards
 (the same decoding, augmentation, optimiser, schedule and losses as `avs train`), then scores J on
 the validation split, clean and with the audio of the next clip in the batch (`swap`: how much
-the model uses what it hears), and the pick rate on validation and on the training clips. Each `--set KEY=VALUE` (repeatable) overrides params.yaml. One
-line per run is appended to benchmarks/results/training_probe.jsonl.
+the model uses what it hears), and the pick rate on validation and on the training clips. Each
+`--set KEY=VALUE` (repeatable) overrides params.yaml. One line per run is appended to
+benchmarks/results/training_probe.jsonl.
 
     python benchmarks/training_probe.py --tag decoder128 --set model.decoder_dim=128 [--steps 280]
 
@@ -70,16 +71,17 @@ def train(cfg, steps: int, repo: Path) -> tuple[nn.Module, float]:
 
 
 @torch.inference_mode()
-def score(model: nn.Module, cfg, repo: Path, split: str = "val") -> dict[str, float]:
-    """J per subset of `split`, with each clip's own audio and with its neighbour's, and the
-    clean pick rate (`pick_<subset>`: how often the sounding object gets more probability than a
-    silent one in view; 0.5 is chance)."""
+def score(model: nn.Module, cfg, repo: Path, split: str = "val", swap: bool = True) -> dict[str, float]:
+    """J per subset of `split`, with each clip's own audio and (`swap`) with its neighbour's, and
+    the clean pick rate (`pick_<subset>`: how often the sounding object gets more probability
+    than a silent one in view; 0.5 is chance)."""
     model.eval()
     files = shard_files(shards_dir(cfg, repo), split)
     meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
     picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)
     for batch in decoded_batches(files, cfg.train.image_size, max_frames(files), 4):
-        for condition, audio in (("clean", batch.audio), ("swap", batch.audio.roll(1, 0))):
+        conditions = [("clean", batch.audio)] + ([("swap", batch.audio.roll(1, 0))] if swap else [])
+        for condition, audio in conditions:
             probs = foreground_probability(model(batch.frames.float() / 255, audio)["logits"])
             for i, subset in enumerate(batch.subset):
                 keep = batch.labelled[i]
@@ -105,7 +107,7 @@ def main() -> None:
     model, seconds = train(cfg, args.steps, repo)
     result = {"tag": args.tag, "set": args.set, "steps": args.steps, "train_s": round(seconds), **score(model, cfg, repo)}
     # the pick rate on the (unaugmented) training clips: has the model fit the binding at all?
-    result.update({f"train_{k}": v for k, v in score(model, cfg, repo, "train").items() if k.startswith("pick_")})
+    result.update({f"train_{k}": v for k, v in score(model, cfg, repo, "train", swap=False).items() if k.startswith("pick_")})
     print(json.dumps(result))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as handle:

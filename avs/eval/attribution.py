@@ -15,6 +15,11 @@ import torch
 MIN_PIXELS = 20  # both regions must be this large for a frame to count
 
 
+def both_in_view(sounding: torch.Tensor, silent: torch.Tensor) -> bool:
+    """Whether a frame counts: its sounding and its silent region (bool masks) both have MIN_PIXELS."""
+    return bool(sounding.sum() >= MIN_PIXELS and silent.sum() >= MIN_PIXELS)
+
+
 class SoundingPickMeter:
     """Accumulates, per frame with both regions, whether p(sounding pixels) > p(silent pixels)."""
 
@@ -28,7 +33,7 @@ class SoundingPickMeter:
         """probs (T, H, W) foreground probabilities; sounding, visible (T, H, W) bool masks of one clip."""
         silent = visible & ~sounding
         for p, on, off in zip(probs, sounding, silent):
-            if on.sum() < MIN_PIXELS or off.sum() < MIN_PIXELS:
+            if not both_in_view(on, off):
                 continue
             p_on, p_off = p[on].mean().item(), p[off].mean().item()
             self.frames += 1
