@@ -105,6 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     repo = Path(args.params).resolve().parent
     cfg = load_config(args.params)
+    if cfg.model.backbone_weights is None:
+        parser.error(f"{args.params}: model.backbone_weights is null; the probe needs pretrained backbone weights")
     started = time.perf_counter()
     data = {split: region_features(cfg, repo, split, args.image_size) for split in ("train", "val", "test")}
     lines = [
