@@ -144,6 +144,9 @@ class ModelConfig:
     # Width of the audio-pixel similarity added to the mask logits [ours]: <W_a a, W_v x> per
     # pixel, a direct path for "which object does this sound belong to"; 0 turns it off.
     similarity_dim: int = field(default=64, metadata=_range(0, 2048))
+    # Width of the refinement that redraws the mask at 1/2 scale from the frame's edges [ours]
+    # (avs/model/refine.py); 0 keeps the 1/4-scale mask, upsampled.
+    refine_dim: int = field(default=16, metadata=_range(0, 512))
     ama: AMAConfig = field(default_factory=AMAConfig)
     ue: UEConfig = field(default_factory=UEConfig)
 

@@ -13,13 +13,14 @@ from avs.model.ama import Alignment, AudioGuidedAlignment
 from avs.model.decoder import FPNDecoder, conv_norm_act
 from avs.model.audio import AudioEncoder, build_audio_encoder
 from avs.model.encoders import VisualEncoder, build_visual_encoder
+from avs.model.refine import MaskRefiner
 from avs.model.similarity import AudioPixelSimilarity
 from avs.model.ue import EvidentialHead, dirichlet_uncertainty
 
 
 class RAVS(nn.Module):
     """Encoders with AMA after chosen stages, an FPN decoder with an audio query, an audio-pixel
-    similarity added to the mask logits [ours], and UE.
+    similarity added to the mask logits [ours], a refinement of the mask at 1/2 scale [ours], and UE.
 
     `forward` returns a dict:
         logits       (B, T, K, H, W) final mask logits m' = (1 - u) m (m when UE is off);
@@ -44,6 +45,7 @@ class RAVS(nn.Module):
         num_classes: int,
         uncertainty: EvidentialHead | None,
         similarity: AudioPixelSimilarity | None = None,
+        refiner: MaskRefiner | None = None,
     ):
         super().__init__()
         self.visual = visual
@@ -58,6 +60,7 @@ class RAVS(nn.Module):
         )
         self.mask_head = nn.Sequential(conv_norm_act(decoder_dim, decoder_dim), nn.Conv2d(decoder_dim, num_classes, 1))
         self.similarity = similarity
+        self.refiner = refiner
         self.uncertainty = uncertainty
         self.num_classes = num_classes
 
@@ -71,7 +74,7 @@ class RAVS(nn.Module):
             raise ValueError(f"audio: expected a (B, T, samples) waveform with B, T = {b}, {t} as the frames, "
                              f"got shape {tuple(waveform.shape)}")
         audio = self.audio(waveform.flatten(0, 1))  # (B*T, A)
-        x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
+        image = x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
         features, alignments = [], {}
         for index, stage in enumerate(self.visual.stages, start=1):
             x = stage(x)
@@ -94,6 +97,8 @@ class RAVS(nn.Module):
             if self.num_classes > 1:  # AVSS: raises every object class against background (class 0)
                 sounding = F.pad(sounding.expand(-1, self.num_classes - 1, -1, -1), (0, 0, 0, 0, 1, 0))
             mask = mask + sounding
+        if self.refiner is not None:
+            mask = self.refiner(image, fused, mask)  # (B*T, K, H/2, W/2)
         mask = self._upsample(mask, (height, width)).unflatten(0, (b, t))  # (B, T, K, H, W)
 
         outputs = {
@@ -147,6 +152,9 @@ def build_model(cfg: Config) -> RAVS:
     similarity = None
     if m.similarity_dim:
         similarity = AudioPixelSimilarity(audio_dim=audio.embed_dim, stage_channels=visual.channels, dim=m.similarity_dim)
+    refiner = None
+    if m.refine_dim:
+        refiner = MaskRefiner(decoder_dim=m.decoder_dim, num_classes=num_classes, dim=m.refine_dim)
     return RAVS(
         visual=visual,
         audio=audio,
@@ -156,4 +164,5 @@ def build_model(cfg: Config) -> RAVS:
         num_classes=num_classes,
         uncertainty=uncertainty,
         similarity=similarity,
+        refiner=refiner,
     )
