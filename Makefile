@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python benchmarks/model_cost.py --rounds 5
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/binding_probe.py
+	$(BIN)/python benchmarks/mask_resolution.py
 
 # Baseline, +AMA, +UE next to the full model of `make repro` (about 40 minutes on 2 cores).
 ablation: repro
