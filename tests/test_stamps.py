@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from avs.data.clip import load_clip
-from avs.data.stamps.assets import LOOKALIKE_GROUPS, STAMPS_SUBDIR, find_deb, load_stamps, unpack_deb
+from avs.data.stamps.assets import (
+    LOOKALIKE_GROUPS, STAMPS_SUBDIR, Stamp, find_deb, load_stamps, same_recordings, unpack_deb,
+)
 from avs.data.stamps.build import build_stamps
 from avs.data.sources.stamps import load_stamps_source
 from tests.conftest import REPO, small_stamps_config
@@ -36,6 +38,32 @@ def test_only_photo_cutouts_with_their_own_recording():
         alpha = stamp.rgba[..., 3]
         assert (alpha == 0).any() and (alpha == 255).any()  # a cut-out, not a rectangle
         assert stamp.audio.dtype == np.float32 and stamp.audio.size > 0
+
+
+def test_shared_recordings_are_found():
+    stamps = load_stamps(unpack_deb(find_deb(REPO / ".cache/debs"), REPO / ".cache/tuxpaint-stamps") / STAMPS_SUBDIR)
+    pairs = same_recordings(stamps)
+    # Tux Paint 2022.06 reuses these (checked by ear and by their decoded samples)
+    assert {frozenset(p) for p in (("ram", "mountaingoat"), ("badger", "beaver"), ("goat", "ram"))} <= pairs
+    assert frozenset(("horse", "donkey")) not in pairs and len(pairs) <= 6
+
+    rng = np.random.default_rng(0)
+    bleat = rng.standard_normal(8000).astype(np.float32)
+    louder_and_later = np.concatenate([np.zeros(300, np.float32), 3 * bleat])[:8000]  # the same sound, shifted
+    other = rng.standard_normal(8000).astype(np.float32)
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    synthetic = [Stamp("a", "a", rgba, bleat), Stamp("b", "b", rgba, louder_and_later), Stamp("c", "c", rgba, other)]
+    assert same_recordings(synthetic) == {frozenset(("a", "b"))}
+
+
+def test_no_clip_holds_two_stamps_with_one_recording(stamps_root):
+    stamps = load_stamps(unpack_deb(find_deb(REPO / ".cache/debs"), REPO / ".cache/tuxpaint-stamps") / STAMPS_SUBDIR)
+    pairs = same_recordings(stamps)
+    subsets = json.loads((stamps_root / "sources.json").read_text())["summary"]["subsets"]
+    compositions = [c["composition"].split("|")[0].split("+") for s in ("ms3", "hard") for c in subsets[s]["compositions"].values()]
+    assert compositions and all(len(objects) >= 2 for objects in compositions)
+    for objects in compositions:
+        assert not any(frozenset((a, b)) in pairs for a in objects for b in objects if a != b), objects
 
 
 def test_deterministic_from_the_seed(stamps_root, tmp_path):

@@ -41,6 +41,9 @@ LOOKALIKE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("bee", "hornet", "grasshopper"),
 )
 
+# Two recordings at least this alike (peak normalised cross-correlation) count as one sound.
+SAME_RECORDING = 0.8
+
 # A photo cut-out has many colours and a real object outline; cartoons and glyphs have few
 # colours, and a few photos are full rectangles (road signs) rather than cut-outs.
 _MIN_COLOURS = 400  # distinct colours at 6 bits per channel among opaque pixels
@@ -140,6 +143,35 @@ def load_stamps(stamps_root: Path) -> list[Stamp]:
     if not stamps:
         raise DataError(stamps_root, "no photo stamps with recordings found")
     return [stamps[name] for name in sorted(stamps)]
+
+
+def same_recordings(stamps: list[Stamp]) -> frozenset[frozenset[str]]:
+    """Pairs of stamps whose recordings are one sound.
+
+    Tux Paint reuses a few: ram and mountaingoat share one, so do badger and beaver, and goat's
+    is the same bleat processed differently (peak correlation 0.88). Two such stamps in one clip,
+    one sounding, cannot be told apart by ear, and a `hard` pair of clips would teach opposite
+    targets for the same frames and sound. A reused recording keeps its length, so only stamps
+    with equally long recordings are compared (all 3003 pairs of the package agree).
+    """
+    by_length: dict[int, list[Stamp]] = {}
+    for stamp in stamps:
+        by_length.setdefault(len(stamp.audio), []).append(stamp)
+    pairs = set()
+    for same_length in by_length.values():
+        for i, first in enumerate(same_length):
+            for second in same_length[i + 1:]:
+                if _peak_correlation(first.audio, second.audio) >= SAME_RECORDING:
+                    pairs.add(frozenset((first.name, second.name)))
+    return frozenset(pairs)
+
+
+def _peak_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak of the normalised cross-correlation of two recordings over all lags (their first 3 s)."""
+    n = min(len(a), len(b), 3 * SAMPLE_RATE)
+    a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
+    correlation = np.fft.irfft(np.fft.rfft(a, 2 * n) * np.conj(np.fft.rfft(b, 2 * n)), 2 * n)
+    return float(np.abs(correlation).max() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 def load_backgrounds() -> list[tuple[str, np.ndarray]]:

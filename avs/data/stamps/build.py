@@ -7,6 +7,7 @@ Three subsets, each a metadata CSV plus a `{subset}_data/` folder:
   hard  2-3 look-alikes from one group (horse / donkey / zebra, ...), exactly one sounding in
         each second (MS3 layout). Clips come in pairs with the same frames and a different
         look-alike sounding in every second, so only the audio tells which one to segment.
+No clip holds two stamps that share a recording (`assets.same_recordings`): the audio always tells.
 Per clip: `raw_videos/.../NAME.mp4` (H.264 + AAC, frame t shown during second t),
 `gt_masks/.../NAME_{1..T}.png` (0/255, the sounding objects' visible pixels) and
 `visible_masks/.../NAME_{1..T}.png` (every visible object, for the visual-only baseline).
@@ -34,7 +35,7 @@ from avs.config import StampsConfig
 from avs.data.media import write_clip_video
 from avs.data.stamps.assets import (
     COPYRIGHT_FILE, LOOKALIKE_GROUPS, PACKAGE, STAMPS_SUBDIR, Stamp, find_deb, load_backgrounds,
-    load_stamps, unpack_deb,
+    load_stamps, same_recordings, unpack_deb,
 )
 from avs.data.stamps.compose import Placement, Scene, SceneObject, crop_background, drift, render_scene
 
@@ -88,7 +89,8 @@ def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp],
     rng = np.random.default_rng([cfg.seed, SUBSETS.index(subset)])
     compose = {"s4": _compose_s4, "ms3": _compose_ms3, "hard": _compose_hard}[subset]
     by_name = {s.name: s for s in stamps}
-    groups = [tuple(by_name[n] for n in g if n in by_name) for g in LOOKALIKE_GROUPS]
+    alike = same_recordings(stamps)
+    groups = [_distinct_sounds([by_name[n] for n in g if n in by_name], alike) for g in LOOKALIKE_GROUPS]
     groups = [g for g in groups if len(g) >= 2]
     planned: list[PlannedClip] = []
     attempts = 0
@@ -101,6 +103,8 @@ def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp],
             )
         background_name, photo = backgrounds[int(rng.integers(len(backgrounds)))]
         objects, key = compose(rng, cfg, stamps, groups)
+        if any(frozenset((a.stamp.name, b.stamp.name)) in alike for a in objects for b in objects):
+            continue  # two objects with one recording: which one sounds is not in the audio
         if subset == "s4":
             key = f"{key}|{background_name}"
         split = _split_of(cfg.seed, subset, key, cfg.val_fraction, cfg.test_fraction)
@@ -115,6 +119,15 @@ def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp],
             name = f"{subset}_{len(planned):04d}"
             planned.append(PlannedClip(subset, name, split, variant[0].stamp.name, key, Scene(background, variant)))
     return planned
+
+
+def _distinct_sounds(group: list[Stamp], alike: frozenset[frozenset[str]]) -> tuple[Stamp, ...]:
+    """The group's members in order, leaving out any whose recording is one already kept has."""
+    kept: list[Stamp] = []
+    for stamp in group:
+        if not any(frozenset((stamp.name, other.name)) in alike for other in kept):
+            kept.append(stamp)
+    return tuple(kept)
 
 
 def _compose_s4(rng, cfg: StampsConfig, stamps, groups) -> tuple[tuple[SceneObject, ...], str]:
