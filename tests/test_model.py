@@ -245,3 +245,28 @@ def test_bf16_autocast_forward_and_backward():
         losses = compute_losses(outputs, torch.randint(0, 2, (1, 2, 64, 64)), torch.ones(1, 2, dtype=torch.bool), cfg.loss)
     losses["total"].backward()
     assert torch.isfinite(losses["total"]) and torch.isfinite(outputs["uncertainty"]).all()
+
+
+def test_refiner_starts_from_the_coarse_mask_and_reads_the_frame():
+    from avs.model.refine import MaskRefiner
+
+    torch.manual_seed(0)
+    refiner = MaskRefiner(decoder_dim=8, num_classes=1, dim=4)
+    image, features, coarse = torch.randn(2, 3, 32, 32), torch.randn(2, 8, 8, 8), torch.randn(2, 1, 8, 8)
+    out = refiner(image, features, coarse)
+    assert out.shape == (2, 1, 16, 16)
+    upsampled = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out, upsampled)  # zero-initialised correction: training starts from the coarse mask
+
+    torch.nn.init.normal_(refiner.correction.weight)
+    other_image = image.clone()
+    other_image[0, :, :16] = 0  # an edge in the frame only
+    moved = refiner(other_image, features, coarse) - refiner(image, features, coarse)
+    assert moved[0].abs().max() > 0 and moved[1].abs().max() == 0
+
+
+def test_refine_switch():
+    _, out, _ = run(tiny_config(refine_dim=0))
+    assert out["logits"].shape[-2:] == (64, 64)
+    cfg = tiny_config(refine_dim=0)
+    assert build_model(cfg).refiner is None and build_model(tiny_config()).refiner is not None
