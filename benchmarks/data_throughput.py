@@ -228,7 +228,7 @@ def main() -> None:
     num_frames = max_frames(files)
     torch.set_num_threads(os.cpu_count() or 1)
     rates: dict[str, float] = {}
-    cold = drop_page_cache() and not args.warm_only
+    cold = not args.warm_only and drop_page_cache()  # dropping it once also tells whether we may
     # the per-file copies go next to the shards, on the same disk
     with tempfile.TemporaryDirectory(dir=shards_dir(cfg, repo).parent) as scratch:
         scratch = Path(scratch)
