@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from avs.data.clip import load_clip
 from avs.data.stamps.assets import (
@@ -27,8 +28,14 @@ def _files(root: Path, pattern: str) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob(pattern))}
 
 
-def test_only_photo_cutouts_with_their_own_recording():
-    stamps = load_stamps(unpack_deb(find_deb(REPO / ".cache/debs"), REPO / ".cache/tuxpaint-stamps") / STAMPS_SUBDIR)
+@pytest.fixture(scope="module")
+def package_stamps() -> list[Stamp]:
+    """Every stamp of the downloaded package (needs the .deb that `make setup` downloads)."""
+    return load_stamps(unpack_deb(find_deb(REPO / ".cache/debs"), REPO / ".cache/tuxpaint-stamps") / STAMPS_SUBDIR)
+
+
+def test_only_photo_cutouts_with_their_own_recording(package_stamps):
+    stamps = package_stamps
     names = {s.name for s in stamps}
     assert 60 <= len(stamps) <= 130
     assert {"horse", "donkey", "zebra", "cow", "bull", "duck", "drake", "violin"} <= names
@@ -40,9 +47,8 @@ def test_only_photo_cutouts_with_their_own_recording():
         assert stamp.audio.dtype == np.float32 and stamp.audio.size > 0
 
 
-def test_shared_recordings_are_found():
-    stamps = load_stamps(unpack_deb(find_deb(REPO / ".cache/debs"), REPO / ".cache/tuxpaint-stamps") / STAMPS_SUBDIR)
-    pairs = same_recordings(stamps)
+def test_shared_recordings_are_found(package_stamps):
+    pairs = same_recordings(package_stamps)
     # Tux Paint 2022.06 reuses these (checked by ear and by their decoded samples)
     assert {frozenset(p) for p in (("ram", "mountaingoat"), ("badger", "beaver"), ("goat", "ram"))} <= pairs
     assert frozenset(("horse", "donkey")) not in pairs and len(pairs) <= 6
@@ -56,9 +62,8 @@ def test_shared_recordings_are_found():
     assert same_recordings(synthetic) == {frozenset(("a", "b"))}
 
 
-def test_no_clip_holds_two_stamps_with_one_recording(stamps_root):
-    stamps = load_stamps(unpack_deb(find_deb(REPO / ".cache/debs"), REPO / ".cache/tuxpaint-stamps") / STAMPS_SUBDIR)
-    pairs = same_recordings(stamps)
+def test_no_clip_holds_two_stamps_with_one_recording(stamps_root, package_stamps):
+    pairs = same_recordings(package_stamps)
     subsets = json.loads((stamps_root / "sources.json").read_text())["summary"]["subsets"]
     compositions = [c["composition"].split("|")[0].split("+") for s in ("ms3", "hard") for c in subsets[s]["compositions"].values()]
     assert compositions and all(len(objects) >= 2 for objects in compositions)

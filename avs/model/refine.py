@@ -16,10 +16,10 @@ class MaskRefiner(nn.Module):
     mask predicted at 1/4 scale and upsampled cannot follow their outline. Even the ground truth
     pooled to 1/4 and upsampled scores only J 0.80 on `hard` at 128 px (0.91 at 1/2 scale;
     benchmarks/results/mask_resolution.md), and much of the trained model's error was background
-    around each object's outline. Two
-    convolutions over the frame at 1/2 scale find the edges; a third combines them with the
-    upsampled decoder features and coarse logits into a correction. The correction starts at
-    zero (last convolution zero-initialised), so training begins from the coarse mask.
+    around each object's outline. Two convolutions over the frame at 1/2 scale find the edges; a
+    third combines them with the upsampled decoder features and coarse logits into a correction.
+    The correction starts at zero (last convolution zero-initialised), so training begins from
+    the coarse mask.
     """
 
     def __init__(self, *, decoder_dim: int, num_classes: int, dim: int):

@@ -60,6 +60,7 @@ def build_stamps(cfg: StampsConfig, out_dir: Path, repo_root: Path = Path("."), 
     unpacked = unpack_deb(deb, repo_root / cfg.unpack_dir)
     stamps = load_stamps(unpacked / STAMPS_SUBDIR)
     backgrounds = load_backgrounds()
+    alike = same_recordings(stamps)
     categories = {stamp.name: index for index, stamp in enumerate(stamps, start=1)}
 
     scratch = out_dir.with_name(f".{out_dir.name}.partial")
@@ -68,7 +69,7 @@ def build_stamps(cfg: StampsConfig, out_dir: Path, repo_root: Path = Path("."), 
     try:
         summary = {"package": deb.name, "seed": cfg.seed, "subsets": {}}
         for subset in SUBSETS:
-            plan = plan_subset(cfg, subset, stamps, backgrounds)
+            plan = plan_subset(cfg, subset, stamps, backgrounds, alike)
             summary["subsets"][subset] = _write_subset(cfg, scratch, subset, plan, progress)
         (scratch / "categories.json").write_text(json.dumps(categories, indent=1) + "\n")
         _write_notices(scratch, unpacked, deb, stamps, backgrounds, cfg, summary)
@@ -81,15 +82,17 @@ def build_stamps(cfg: StampsConfig, out_dir: Path, repo_root: Path = Path("."), 
     return summary
 
 
-def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp],
-                backgrounds: list[tuple[str, np.ndarray]]) -> list[PlannedClip]:
-    """Decide every clip of a subset: its objects, motion, sounding schedule and split."""
+def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp], backgrounds: list[tuple[str, np.ndarray]],
+                alike: frozenset[frozenset[str]]) -> list[PlannedClip]:
+    """Decide every clip of a subset: its objects, motion, sounding schedule and split.
+
+    `alike`: the pairs of stamps that share a recording (`same_recordings`), never in one clip.
+    """
     total = getattr(cfg.clips, subset)
     quotas = _quotas(total, cfg.val_fraction, cfg.test_fraction)
     rng = np.random.default_rng([cfg.seed, SUBSETS.index(subset)])
     compose = {"s4": _compose_s4, "ms3": _compose_ms3, "hard": _compose_hard}[subset]
     by_name = {s.name: s for s in stamps}
-    alike = same_recordings(stamps)
     groups = [_distinct_sounds([by_name[n] for n in g if n in by_name], alike) for g in LOOKALIKE_GROUPS]
     groups = [g for g in groups if len(g) >= 2]
     planned: list[PlannedClip] = []
