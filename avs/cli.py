@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a model folder (models/<dataset>) or an MLflow URI (default: models:/avs-stamps@champion)")
     predict.add_argument("--out", type=Path, required=True, help="output folder")
     predict.add_argument("--clip-seconds", type=int, default=5, help="seconds per clip the model sees at once (default 5)")
+    predict.add_argument("--image-size", type=int, help="square size the model runs at (default: the model's evaluate.image_size)")
+    predict.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                         help="average with the mirrored frames (default: the model's evaluate.flip)")
     server = commands.add_parser("mlflow-server", help="run an MLflow tracking server on 127.0.0.1 (SQLite + local artifacts)")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--root", type=Path, default=Path("mlflow-server"), help="folder of its database and artifacts")
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             from avs.predict import predict_video
 
-            summary = predict_video(args.video, args.model, args.out, args.clip_seconds, progress=not args.no_progress)
+            summary = predict_video(args.video, args.model, args.out, args.clip_seconds, progress=not args.no_progress,
+                                    image_size=args.image_size, flip=args.flip)
             shares = [s["sounding_share"] for s in summary["per_second"]]
             print(f"{args.video}: {summary['seconds']} s; sounding in {sum(x > 0 for x in shares)} s; "
                   f"masks, overlay.mp4 and summary.json in {args.out}")

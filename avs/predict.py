@@ -19,25 +19,32 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from avs.data.audio import split_seconds
 from avs.data.errors import DataError
 from avs.data.media import SAMPLE_RATE, read_audio, read_video_frames, write_clip_video
+from avs.eval.inference import inference_size, segment
 from avs.model.saved import foreground_probability, load_model
 from avs.track.registry import resolve_model_folder
 
 
 def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: int = 5,
-                  tracking_uri: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the model over `video`; returns the summary written to `out/summary.json`."""
+                  tracking_uri: str | None = None, progress: bool = True, image_size: int | None = None,
+                  flip: bool | None = None) -> dict[str, Any]:
+    """Run the model over `video`; returns the summary written to `out/summary.json`.
+
+    `image_size` and `flip` (test-time size and mirror averaging) default to the model's
+    `evaluate` settings, as the `evaluate` stage ran it.
+    """
     video, out = Path(video), Path(out)
     if not video.is_file():
         raise DataError(video, "video file not found")
     if clip_seconds < 1:
         raise ValueError(f"clip_seconds must be at least 1, got {clip_seconds}")
+    if image_size is not None and image_size < 32:
+        raise ValueError(f"image_size must be at least 32, got {image_size}")
     network, cfg = load_model(resolve_model_folder(model, tracking_uri))
     waveform = read_audio(video, allow_silent=True)  # a silent track is valid input: nothing sounds
     seconds = min(_whole_seconds(video), len(waveform) // SAMPLE_RATE)
@@ -46,7 +53,8 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
                                "(or pass a smaller --clip-seconds)")
     frames = read_video_frames(video, seconds)  # (S, H, W, 3) uint8
     audio = split_seconds(waveform, seconds, video)  # (S, 16000)
-    size = cfg.train.image_size
+    size = image_size or inference_size(cfg)
+    flip = cfg.evaluate.flip if flip is None else flip
 
     probability = np.zeros(frames.shape[:3], np.float32)
     uncertainty = np.zeros(frames.shape[:3], np.float32)
@@ -56,13 +64,11 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
     with torch.inference_mode():
         for start in tqdm(starts, desc=f"predict {video.name}", unit="clip", disable=not progress):
             window = slice(start, start + clip_seconds)
-            x = torch.from_numpy(frames[window]).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            outputs = network(x[None], torch.from_numpy(audio[window])[None])
-            p = foreground_probability(outputs["logits"])[0]  # (T, size, size)
+            x = torch.from_numpy(frames[window]).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W), source size
+            outputs = segment(network, x[None], torch.from_numpy(audio[window])[None], size=size, flip=flip)
+            p = foreground_probability(outputs["logits"])[0]  # (T, H, W)
             u = outputs["uncertainty"][0] if outputs["uncertainty"] is not None else torch.zeros_like(p)
-            back = F.interpolate(torch.stack([p, u.float()], 1), size=frames.shape[1:3], mode="bilinear", align_corners=False)
-            probability[window], uncertainty[window] = back[:, 0].numpy(), back[:, 1].numpy()
+            probability[window], uncertainty[window] = p.numpy(), u.float().numpy()
 
     masks = probability > 0.5
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -72,7 +78,7 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
     write_clip_video(out / "overlay.mp4", _even(overlay), waveform[: seconds * SAMPLE_RATE], fps=4)
     summary = {
         "video": str(video), "model": model, "seconds": seconds, "clip_seconds": clip_seconds,
-        "image_size": size, "frame_size": list(frames.shape[1:3]),
+        "image_size": size, "flip": flip, "frame_size": list(frames.shape[1:3]),
         "per_second": [{"second": s, "sounding_share": round(float(m.mean()), 5), "mean_uncertainty": round(float(u.mean()), 5)}
                        for s, (m, u) in enumerate(zip(masks, uncertainty))],
     }

@@ -40,7 +40,7 @@ def stamps_repo(stamps_root, tmp_path_factory) -> Path:
 
 
 def write_model_folder(folder: Path, **model) -> Path:
-    """A model folder as `avs train` exports it, with random weights (no training): 64 px, small."""
+    """A model folder as `avs train` exports it, with random weights (no training): 64 px, small; run at 80 px."""
     import json
 
     from safetensors.torch import save_file
@@ -49,7 +49,7 @@ def write_model_folder(folder: Path, **model) -> Path:
     from avs.model import build_model
 
     cfg = config_from_dict({"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 4]}, **model},
-                            "train": {"image_size": 64}})
+                            "train": {"image_size": 64}, "evaluate": {"image_size": 80}})
     torch_model = build_model(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(folder / "model.safetensors"))

@@ -8,6 +8,8 @@ Reads `models/<dataset>/` and the test shards; writes
     metrics/robustness.csv         J under each audio condition, model and visual-only (DVC plots)
     reports/<dataset>/evaluation/  reliability.png, overlays/*.png, mlflow.json (the run logged to)
 and logs all of it to the training's MLflow run (a new run when the store does not have it).
+The model runs at `evaluate.image_size` (flip-averaged with `evaluate.flip`; avs/eval/inference.py)
+and every metric is computed at that size.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
 from avs.eval.attribution import SoundingPickMeter
 from avs.eval.calibration import CalibrationMeter, plot_reliability
+from avs.eval.inference import segment
 from avs.eval.metrics import BinaryMeter, DatasetMeter, SemanticMeter
 from avs.eval.robustness import muted, swapped, with_noise
 from avs.model.saved import class_probabilities, foreground_probability, load_model, model_dir
@@ -55,7 +58,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     torch.set_num_threads(os.cpu_count() or 1)
     model, model_cfg = load_model(folder)
     files = shard_files(shards_dir(cfg, repo_root), e.split)
-    image_size, num_frames = model_cfg.train.image_size, max_frames(files)
+    image_size, num_frames = e.image_size or model_cfg.train.image_size, max_frames(files)
     audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping
     conditions = {"clean": None, "muted": muted, "swapped": None,
                   **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db}}
@@ -74,7 +77,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
             rows = slice(seen, seen + len(batch.clip_id))
             for name, perturb in conditions.items():
                 waveform = swapped_audio[rows] if name == "swapped" else perturb(batch.audio) if perturb else batch.audio
-                outputs = model(frames, waveform)
+                outputs = segment(model, frames, waveform, size=image_size, flip=e.flip)
                 scores.update(name, batch, outputs)
                 if name == "clean":
                     overlays += _draw_overlays(batch, outputs, reports / "overlays", overlay_quota)
@@ -84,6 +87,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
 
     metrics = scores.compute()
     metrics["clips"] = seen
+    metrics["protocol"] = {"image_size": image_size, "flip": e.flip}  # test-time settings (avs/eval/inference.py)
     _write_outputs(repo_root, reports, scores, metrics)
     uri = tracking_uri or default_tracking_uri(cfg, repo_root)
     run_id = log_to_mlflow(uri, cfg, folder, reports, metrics, repo_root / "metrics" / "evaluate.json")
@@ -277,6 +281,7 @@ def log_to_mlflow(uri: str, cfg: Config, folder: Path, reports: Path, metrics: d
     entries = [Metric(k.replace("&", "and"), float(v), now, 0) for k, v in flat.items() if isinstance(v, (int, float)) and math.isfinite(v)]
     for start in range(0, len(entries), 500):
         client.log_batch(run_id, metrics=entries[start:start + 500])
+    client.set_tag(run_id, "avs.test_time", f"{metrics['protocol']['image_size']} px" + (", flip-averaged" if metrics["protocol"]["flip"] else ""))
     client.log_artifact(run_id, str(metrics_file), "evaluation")
     client.log_artifact(run_id, str(reports / "reliability.png"), "evaluation")
     if (reports / "overlays").is_dir():

@@ -4,7 +4,9 @@ MLflow stores this file, not a pickle: loading runs this code, which builds the 
 `config.json` and reads `model.safetensors` from the logged artifacts. Input: a dict of
 `frames` (B, T, 3, H, W) float32 in [0, 1] and `audio` (B, T, 16000) float32, each frame's second
 of 16 kHz mono audio in [-1, 1]. Output: `probability` (B, T, H, W) that a pixel is sounding and
-`uncertainty` (B, T, H, W) u (zeros for a model trained without UE).
+`uncertainty` (B, T, H, W) u (zeros for a model trained without UE), at the input's H x W. The
+model runs at the test-time size and mirror averaging it was evaluated with (`image_size`,
+`flip` in the logged model_config, written by `avs register`; else the model's own config).
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ from mlflow.pyfunc import PythonModel
 
 class SoundingObjectSegmenter(PythonModel):
     def load_context(self, context) -> None:
+        from avs.eval.inference import inference_size
         from avs.model.saved import load_model
 
-        self.model, _ = load_model(context.artifacts["model"])
+        self.model, cfg = load_model(context.artifacts["model"])
+        settings = context.model_config or {}
+        self.image_size = int(settings.get("image_size") or inference_size(cfg))
+        self.flip = bool(settings.get("flip", cfg.evaluate.flip))
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
+        from avs.eval.inference import segment
         from avs.model.saved import foreground_probability
 
         frames = torch.as_tensor(np.asarray(model_input["frames"], dtype=np.float32))
         audio = torch.as_tensor(np.asarray(model_input["audio"], dtype=np.float32))
         with torch.inference_mode():
-            outputs = self.model(frames, audio)
+            outputs = segment(self.model, frames, audio, size=self.image_size, flip=self.flip)
         probability = foreground_probability(outputs["logits"])
         u = outputs["uncertainty"] if outputs["uncertainty"] is not None else torch.zeros_like(probability)
         return {"probability": probability.numpy(), "uncertainty": u.float().numpy()}

@@ -76,6 +76,8 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
             name="registered_model",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"model": str(folder)},
+            # the test-time settings the evaluate stage used (its metrics are the version's tags)
+            model_config=metrics.get("protocol"),
             signature=signature,
             pip_requirements=_requirements(),
             registered_model_name=cfg.registry.model_name,
