@@ -195,7 +195,9 @@ class LossConfig:
 class AugmentConfig:
     """Clip-consistent training augmentation (one draw per clip, applied to all its frames)."""
 
+    # RandomResizedCrop's area range: the share of the frame each crop covers.
     crop_scale_min: float = field(default=0.5, metadata=_range(0.05, 1.0))
+    crop_scale_max: float = field(default=1.0, metadata=_range(0.05, 1.0))
     horizontal_flip: bool = True
     # ColorJitter strength for brightness, contrast and saturation (frames only, never masks).
     color_jitter: float = field(default=0.2, metadata=_range(0.0, 1.0))
@@ -205,6 +207,8 @@ class AugmentConfig:
     audio_noise_snr_db: tuple[float, ...] = (0.0, 20.0)
 
     def __post_init__(self) -> None:
+        if self.crop_scale_min > self.crop_scale_max:
+            raise ConfigError(f"train.augment: crop_scale_min {self.crop_scale_min} is above crop_scale_max {self.crop_scale_max}")
         low_high = self.audio_noise_snr_db
         if len(low_high) != 2 or low_high[0] > low_high[1]:
             raise ConfigError(f"train.augment.audio_noise_snr_db: expected [low, high] with low <= high, got {list(low_high)}")

@@ -58,6 +58,23 @@ def test_one_crop_and_flip_per_clip():
         assert all(np.array_equal(out["frames"][0][0], f) for f in out["frames"][0])  # jitter: one draw per clip
 
 
+def test_crops_cover_the_configured_share_of_the_frame():
+    size = 96
+    ramp = np.tile(np.linspace(0, 255, size).astype(np.uint8), (size, 1))  # each column's x, as brightness
+    row = {**synthetic_table(size=size).to_pylist()[0]}
+    row["frames"] = [encode_jpeg(np.repeat(ramp[..., None], 3, axis=-1), 100)] * 4
+    table = pa.Table.from_pylist([row], schema=SCHEMA)
+    for low, high, widths in ((0.25, 0.25, (0.40, 0.62)), (1.0, 1.0, (0.85, 1.0))):
+        augment = AugmentConfig(crop_scale_min=low, crop_scale_max=high, horizontal_flip=False, color_jitter=0.0)
+        for seed in range(5):
+            torch.manual_seed(seed)
+            x = DecodeClips(image_size=48, num_frames=4, augment=augment)(table)["frames"][0][0, 0].astype(float)
+            span = (x[:, -1].mean() - x[:, 0].mean()) / 255  # the share of the frame's width the crop spans
+            assert widths[0] <= span <= widths[1], (low, high, span)  # area 0.25: width sqrt(0.25 x 3/4 .. 4/3)
+    with pytest.raises(ConfigError, match="crop_scale_min 0.8 is above crop_scale_max 0.5"):
+        AugmentConfig(crop_scale_min=0.8, crop_scale_max=0.5)
+
+
 def test_audio_noise_at_the_drawn_snr_fresh_each_time_and_only_when_asked():
     table = synthetic_table()
     clean = DecodeClips(image_size=48, num_frames=4, augment=None)(table)["audio"][0]

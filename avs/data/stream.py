@@ -84,7 +84,7 @@ class DecodeClips:
         if augment is None:
             self.transform = v2.Resize((image_size, image_size), antialias=True)
         else:
-            steps = [v2.RandomResizedCrop((image_size, image_size), scale=(augment.crop_scale_min, 1.0), antialias=True)]
+            steps = [v2.RandomResizedCrop((image_size, image_size), scale=(augment.crop_scale_min, augment.crop_scale_max), antialias=True)]
             if augment.horizontal_flip:
                 steps.append(v2.RandomHorizontalFlip())
             if augment.color_jitter > 0:
