@@ -230,6 +230,10 @@ class TrainConfig:
     # clips grouped by subset, so unshuffled epochs would train on one subset after another.
     # A full shuffle of the undecoded rows, which Ray holds in its object store while it runs.
     shuffle: bool = True
+    # What the masks to learn are: the sounding objects (the task), or every visible object,
+    # sounding or not (an audio-blind baseline of the same model and budget; needs a dataset with
+    # visible-object masks, such as stamps; benchmarks/visual_baseline.py).
+    target: Literal["sounding", "visible"] = "sounding"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     # Ray: workers, and whether each takes a GPU (bf16 autocast then).

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from avs.config import Config, config_from_dict
-from avs.data.stream import CollateClips
+from avs.data.stream import ClipBatch, CollateClips
 from avs.eval.metrics import BinaryMeter
 from avs.model import build_model, compute_losses
 from avs.model.saved import foreground_probability
@@ -102,7 +102,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             batch = batch.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 outputs = model(*batch.model_inputs())
-                losses = compute_losses(outputs, batch.masks.long(), batch.labelled, cfg.loss, epoch + step / steps_per_epoch)
+                losses = compute_losses(outputs, *_targets(batch, cfg.train.target), cfg.loss, epoch + step / steps_per_epoch)
             if not torch.isfinite(losses["total"]):
                 terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 raise TrainingDiverged(
@@ -140,6 +140,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 @torch.no_grad()
+def _targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`)."""
+    if target == "sounding":
+        return batch.masks.long(), batch.labelled
+    if not batch.has_visible.all():
+        missing = [c for c, has in zip(batch.clip_id, batch.has_visible.tolist()) if not has]
+        raise ValueError(f"train.target is 'visible' but clips {missing} have no visible-object masks "
+                         "(only the stamps set has them); use train.target: sounding")
+    return (batch.visible > 0).long(), batch.labelled
+
+
 def validate(model: nn.Module, data, cfg: Config, device: torch.device, use_bf16: bool) -> dict[str, float]:
     """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
     model.eval()

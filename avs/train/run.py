@@ -74,7 +74,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
         datasets={
             "train": read_clips(train_files, image_size=t.image_size, num_frames=num_frames, augment=t.augment,
-                                shuffle_seed=t.seed if t.shuffle else None, with_visible=False),
+                                shuffle_seed=t.seed if t.shuffle else None, with_visible=t.target == "visible"),
             "val": read_clips(val_files, image_size=t.image_size, num_frames=num_frames, augment=None),
         },
     )
