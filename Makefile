@@ -11,7 +11,7 @@ DEB_DIR := .cache/debs
 STAMPS_DEB := $(DEB_DIR)/.downloaded
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast bench ablation lock clean-data
+.PHONY: setup repro test test-fast bench ablation visual-baseline lock clean-data
 
 setup: $(INSTALLED) $(STAMPS_DEB)
 
@@ -52,6 +52,10 @@ bench: setup
 # Baseline, +AMA, +UE next to the full model of `make repro` (about 40 minutes on 2 cores).
 ablation: repro
 	$(BIN)/python benchmarks/ablation.py
+
+# The audio-blind model (train.target=visible) next to the model of `make repro` (about 13 minutes).
+visual-baseline: repro
+	$(BIN)/python benchmarks/visual_baseline.py
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)

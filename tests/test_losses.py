@@ -106,3 +106,23 @@ def test_binding_loss_skips_unlabelled_and_empty_frames_and_same_clip_negatives(
     none = binding_loss(audio, pixels, masks, torch.tensor([False, False]), clip, tau=0.1)
     none.backward()
     assert none.item() == 0 and pixels.grad is not None
+
+
+def test_training_targets_are_the_sounding_or_every_visible_object():
+    from avs.data.stream import ClipBatch
+    from avs.train.loop import _targets
+
+    sounding = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    sounding[:, :, :4] = 1
+    visible = sounding.clone()
+    visible[:, :, 6:] = 1  # a silent object too
+    batch = ClipBatch(frames=torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8), audio=torch.zeros(2, 3, 16000),
+                      masks=sounding, labelled=torch.tensor([[True, True, False]] * 2), sounding=torch.ones(2, 3, dtype=torch.bool),
+                      visible=visible, has_visible=torch.tensor([True, True]), subset=["ms3", "ms3"], clip_id=["a", "b"])
+    masks, labelled = _targets(batch, "sounding")
+    assert torch.equal(masks, sounding.long()) and torch.equal(labelled, batch.labelled)
+    masks, labelled = _targets(batch, "visible")
+    assert torch.equal(masks, visible.long()) and torch.equal(labelled, batch.labelled)
+    batch.has_visible = torch.tensor([True, False])
+    with pytest.raises(ValueError, match=r"clips \['b'\] have no visible-object masks"):
+        _targets(batch, "visible")
