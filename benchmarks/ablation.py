@@ -54,6 +54,18 @@ def evaluations(shown: list) -> dict[str, dict]:
     return found
 
 
+def lookup(metrics: dict, path: tuple[str, ...]) -> float | None:
+    """The number at `path` in an evaluate.json, or None when it is missing or NaN."""
+    value = metrics
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, (int, float)) and value == value else None
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-runs", action="store_true", help="only tabulate experiments that already ran")
@@ -76,12 +88,7 @@ def main() -> None:
         if metrics is None:
             lines.append(f"| {label} | " + " | ".join("not run" for _ in COLUMNS) + " |")
             continue
-        cells = []
-        for _, path in COLUMNS:
-            value = metrics
-            for part in path:
-                value = value.get(part, {}) if isinstance(value, dict) else {}
-            cells.append(f"{value:.3f}" if isinstance(value, (int, float)) and value == value else "-")  # NaN: no u
+        cells = [_cell(lookup(metrics, path)) for _, path in COLUMNS]  # None: NaN (no u) or missing
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Switches: baseline `" + " ".join(VARIANTS["baseline"]) + "`; +AMA `" + " ".join(VARIANTS["ama"])
               + "`; +UE `" + " ".join(VARIANTS["ue"]) + "`.",

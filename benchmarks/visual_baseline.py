@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ablation import dvc, evaluations  # benchmarks/ablation.py: the same experiment plumbing
+from ablation import dvc, evaluations, lookup  # benchmarks/ablation.py: the same experiment plumbing
 
 NAME = "visual-baseline"
 OVERRIDES = ["train.target=visible"]
@@ -31,13 +31,6 @@ ROWS = [  # (header, path in metrics/evaluate.json)
 ]
 PERFECT = {"test J": "visual_only_clean_J", "s4 J": "visual_only_clean_s4_J", "ms3 J": "visual_only_clean_ms3_J",
            "hard J": "visual_only_clean_hard_J", "muted J": "visual_only_muted_J"}
-
-
-def lookup(metrics: dict, path: tuple[str, ...]) -> float | None:
-    value = metrics
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value if isinstance(value, (int, float)) and value == value else None
 
 
 def table(model: dict, blind: dict) -> list[str]:
