@@ -260,7 +260,7 @@ class EvaluateConfig:
     split: str = "test"
     batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per forward pass
     # The model runs on frames of this square size (None: `train.image_size`) and, with `flip`,
-    # averages its outputs with those of the mirrored frames [ours] (avs/model/inference.py).
+    # averages its outputs with those of the mirrored frames [ours] (avs/eval/inference.py).
     # Metrics are computed at this size. `avs predict` and the registered model do the same.
     image_size: int | None = field(default=176, metadata=_range(32, 2048))
     flip: bool = True
