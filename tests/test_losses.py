@@ -126,3 +126,24 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
     batch.has_visible = torch.tensor([True, False])
     with pytest.raises(ValueError, match=r"clips \['b'\] have no visible-object masks"):
         _targets(batch, "visible")
+
+    # validation never records gradients (its decorator once slipped onto _targets)
+    from avs.config import config_from_dict
+    from avs.train.loop import validate
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.grad_enabled = []
+
+        def forward(self, frames, audio):
+            self.grad_enabled.append(torch.is_grad_enabled())
+            return {"logits": torch.zeros(*frames.shape[:2], 1, *frames.shape[-2:])}
+
+    class OneBatch:
+        def iter_torch_batches(self, **_):
+            yield batch
+
+    model = Recorder()
+    results = validate(model, OneBatch(), config_from_dict({}), torch.device("cpu"), use_bf16=False)
+    assert model.grad_enabled == [False] and 0.0 <= results["val/J"] <= 1.0

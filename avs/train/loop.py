@@ -139,7 +139,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=reported)
 
 
-@torch.no_grad()
 def _targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`)."""
     if target == "sounding":
@@ -151,6 +150,7 @@ def _targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]
     return (batch.visible > 0).long(), batch.labelled
 
 
+@torch.no_grad()
 def validate(model: nn.Module, data, cfg: Config, device: torch.device, use_bf16: bool) -> dict[str, float]:
     """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
     model.eval()
