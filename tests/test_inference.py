@@ -55,3 +55,5 @@ def test_any_frame_size_comes_back_at_that_size(model):
 def test_inference_size_defaults_to_the_training_size():
     assert inference_size(config_from_dict({"train": {"image_size": 96}, "evaluate": {"image_size": 160}})) == 160
     assert inference_size(config_from_dict({"train": {"image_size": 96}, "evaluate": {"image_size": None}})) == 96
+    model = config_from_dict({"train": {"image_size": 96}, "evaluate": {"image_size": 160}})
+    assert inference_size(model, config_from_dict({"evaluate": {"image_size": 200}}).evaluate) == 200  # current params win

@@ -37,7 +37,7 @@ from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
 from avs.eval.attribution import SoundingPickMeter
 from avs.eval.calibration import CalibrationMeter, plot_reliability
-from avs.eval.inference import segment
+from avs.eval.inference import inference_size, segment
 from avs.eval.metrics import BinaryMeter, DatasetMeter, SemanticMeter
 from avs.eval.robustness import muted, swapped, with_noise
 from avs.model.saved import class_probabilities, foreground_probability, load_model, model_dir
@@ -58,7 +58,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     torch.set_num_threads(os.cpu_count() or 1)
     model, model_cfg = load_model(folder)
     files = shard_files(shards_dir(cfg, repo_root), e.split)
-    image_size, num_frames = e.image_size or model_cfg.train.image_size, max_frames(files)
+    image_size, num_frames = inference_size(model_cfg, e), max_frames(files)
     audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping
     conditions = {"clean": None, "muted": muted, "swapped": None,
                   **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db}}

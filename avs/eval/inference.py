@@ -13,14 +13,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from avs.config import Config
+from avs.config import Config, EvaluateConfig
 
 MAPS = ("logits", "mask_logits", "uncertainty")  # the per-pixel outputs that `segment` returns
 
 
-def inference_size(cfg: Config) -> int:
-    """The square size a model trained with `cfg` is run at: `evaluate.image_size`, else the training size."""
-    return cfg.evaluate.image_size or cfg.train.image_size
+def inference_size(cfg: Config, evaluate: EvaluateConfig | None = None) -> int:
+    """The square size a model trained with `cfg` is run at: `evaluate.image_size` (of `evaluate`
+    when given, e.g. the current params, else the model's own), else the training size."""
+    return (evaluate or cfg.evaluate).image_size or cfg.train.image_size
 
 
 def segment(model: torch.nn.Module, frames: torch.Tensor, audio: torch.Tensor, *, size: int,
