@@ -106,7 +106,7 @@ def plan_subset(cfg: StampsConfig, subset: str, stamps: list[Stamp], backgrounds
             )
         background_name, photo = backgrounds[int(rng.integers(len(backgrounds)))]
         objects, key = compose(rng, cfg, stamps, groups)
-        if any(frozenset((a.stamp.name, b.stamp.name)) in alike for a in objects for b in objects):
+        if any(_share_recording(a.stamp, b.stamp, alike) for a in objects for b in objects):
             continue  # two objects with one recording: which one sounds is not in the audio
         if subset == "s4":
             key = f"{key}|{background_name}"
@@ -128,9 +128,13 @@ def _distinct_sounds(group: list[Stamp], alike: frozenset[frozenset[str]]) -> tu
     """The group's members in order, leaving out any whose recording is one already kept has."""
     kept: list[Stamp] = []
     for stamp in group:
-        if not any(frozenset((stamp.name, other.name)) in alike for other in kept):
+        if not any(_share_recording(stamp, other, alike) for other in kept):
             kept.append(stamp)
     return tuple(kept)
+
+
+def _share_recording(first: Stamp, second: Stamp, alike: frozenset[frozenset[str]]) -> bool:
+    return frozenset((first.name, second.name)) in alike
 
 
 def _compose_s4(rng, cfg: StampsConfig, stamps, groups) -> tuple[tuple[SceneObject, ...], str]:
