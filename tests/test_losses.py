@@ -123,9 +123,6 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
     assert torch.equal(masks, sounding.long()) and torch.equal(labelled, batch.labelled)
     masks, labelled = _targets(batch, "visible")
     assert torch.equal(masks, visible.long()) and torch.equal(labelled, batch.labelled)
-    batch.has_visible = torch.tensor([True, False])
-    with pytest.raises(ValueError, match=r"clips \['b'\] have no visible-object masks"):
-        _targets(batch, "visible")
 
     # validation never records gradients (its decorator once slipped onto _targets)
     from avs.config import config_from_dict

@@ -75,6 +75,19 @@ def test_crops_cover_the_configured_share_of_the_frame():
         AugmentConfig(crop_scale_min=0.8, crop_scale_max=0.5)
 
 
+def test_visible_masks_are_required_before_training_on_them(tmp_path):
+    import pyarrow.parquet as pq
+
+    from avs.data.stream import require_visible_masks
+
+    with_visible, without = tmp_path / "with.parquet", tmp_path / "without.parquet"
+    pq.write_table(synthetic_table(), with_visible)
+    pq.write_table(synthetic_table(visible=False), without)
+    require_visible_masks([str(with_visible)], "train.target: visible")  # passes
+    with pytest.raises(DataError, match=r"without.parquet.*1 clips have no visible-object masks.*train.target: visible"):
+        require_visible_masks([str(with_visible), str(without)], "train.target: visible")
+
+
 def test_audio_noise_at_the_drawn_snr_fresh_each_time_and_only_when_asked():
     table = synthetic_table()
     clean = DecodeClips(image_size=48, num_frames=4, augment=None)(table)["audio"][0]

@@ -146,6 +146,18 @@ def max_frames(files: list[str]) -> int:
     return max(pq.read_table(f, columns=["num_frames"])["num_frames"].to_numpy().max() for f in files)
 
 
+def require_visible_masks(files: list[str], setting: str) -> None:
+    """Raise a DataError naming the first shard file with clips that lack visible-object masks
+    (read from the `visible_masks` column only); `setting` is what asked for them."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        missing = pq.read_table(f, columns=["visible_masks"])["visible_masks"].null_count
+        if missing:
+            raise DataError(f, f"{missing} clips have no visible-object masks, which {setting} needs "
+                               "(of the datasets here only stamps has them)")
+
+
 def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: AugmentConfig | None,
                shuffle_seed: int | None = None, with_visible: bool = True, batch_rows: int = 8):
     """A Ray Dataset of decoded clips (augmented when `augment` is given, else only resized).

@@ -140,13 +140,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 def _targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`)."""
+    """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`).
+
+    `visible` needs every clip's visible-object masks: `train` checks the shards before Ray starts.
+    """
     if target == "sounding":
         return batch.masks.long(), batch.labelled
-    if not batch.has_visible.all():
-        missing = [c for c, has in zip(batch.clip_id, batch.has_visible.tolist()) if not has]
-        raise ValueError(f"train.target is 'visible' but clips {missing} have no visible-object masks "
-                         "(only the stamps set has them); use train.target: sounding")
     return (batch.visible > 0).long(), batch.labelled
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from avs.config import Config, config_to_dict
 from avs.data.preprocess import read_manifest
 from avs.data.stages import shards_dir
-from avs.data.stream import max_frames, read_clips, shard_files
+from avs.data.stream import max_frames, read_clips, require_visible_masks, shard_files
 from avs.model.saved import model_dir
 from avs.model.weights import WeightsError
 from avs.track.runs import get_or_create_experiment, tracking_uri
@@ -53,6 +53,9 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         if resolved["model"][key] and not Path(resolved["model"][key]).is_file():
             raise WeightsError(f"model.{key}: {resolved['model'][key]}: weight file not found "
                                "(the default EfficientNet-Lite0 file is written by `dvc repro weights`)")
+
+    if t.target == "visible":  # also a check before Ray starts, as for the weights
+        require_visible_masks(train_files, "train.target: visible")
 
     # a local instance gets the machine's CPUs for Ray Data on top of what the workers reserve,
     # otherwise workers holding every CPU would starve the decoding tasks that feed them
