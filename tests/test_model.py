@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -270,3 +272,18 @@ def test_refine_switch():
     assert out["logits"].shape[-2:] == (64, 64)
     cfg = tiny_config(refine_dim=0)
     assert build_model(cfg).refiner is None and build_model(tiny_config()).refiner is not None
+
+
+def test_built_in_channels_last_and_same_outputs_as_the_default_layout():
+    """`build_model` returns NHWC convolution weights (faster); the layout must not change a result."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).eval()
+    conv = next(p for p in model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    assert all(p.is_contiguous() for p in plain.parameters())
+    video, audio = torch.rand(2, 2, 3, 64, 64), torch.randn(2, 2, 16000) * 0.1
+    with torch.no_grad():
+        fast, reference = model(video, audio), plain(video, audio)
+    for key in ("logits", "mask_logits", "uncertainty"):
+        torch.testing.assert_close(fast[key], reference[key], atol=1e-4, rtol=1e-4)

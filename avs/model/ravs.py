@@ -155,7 +155,7 @@ def build_model(cfg: Config) -> RAVS:
     refiner = None
     if m.refine_dim:
         refiner = MaskRefiner(decoder_dim=m.decoder_dim, num_classes=num_classes, dim=m.refine_dim)
-    return RAVS(
+    model = RAVS(
         visual=visual,
         audio=audio,
         alignments=alignments,
@@ -166,3 +166,7 @@ def build_model(cfg: Config) -> RAVS:
         similarity=similarity,
         refiner=refiner,
     )
+    # Convolutions on NHWC weights run faster with oneDNN (CPU) and cuDNN (GPU): on 2 CPU cores a
+    # training step takes 12-17 % less time and inference 16-21 % (benchmarks/results/memory_format.md).
+    # Outputs are the same to float rounding, and state dicts load into either layout.
+    return model.to(memory_format=torch.channels_last)
