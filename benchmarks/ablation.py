@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from avs.config import load_config
+
 VARIANTS = {  # name -> `dvc exp run -S` overrides
     "baseline": ["model.ama.enabled=false", "model.ue.enabled=false", "loss.lambda_cst=0"],
     "ama": ["model.ue.enabled=false"],
@@ -54,6 +56,12 @@ def evaluations(shown: list) -> dict[str, dict]:
     return found
 
 
+def training_budget(params: str = "params.yaml") -> str:
+    """'N epochs at S px' from the current params, for the results' headers."""
+    train = load_config(params).train
+    return f"{train.epochs} epochs at {train.image_size} px"
+
+
 def lookup(metrics: dict, path: tuple[str, ...]) -> float | None:
     """The number at `path` in an evaluate.json, or None when it is missing or NaN."""
     value = metrics
@@ -81,7 +89,7 @@ def main() -> None:
     rows = [("baseline", "baseline"), ("+AMA", "ama"), ("+UE", "ue"), ("full (AMA + UE)", "workspace")]
     lines = ["# Ablation on the embedded set (test split)", "",
              "Made by `make ablation` (benchmarks/ablation.py): each variant is the whole `dvc repro` with",
-             "the default params except the switches named; 2-core CPU, fp32, 128 px, 8 epochs.", "",
+             f"the default params except the switches named; 2-core CPU, fp32, {training_budget()}.", "",
              "| variant | " + " | ".join(h for h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for label, key in rows:
         metrics = found.get(key)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ablation import dvc, evaluations, lookup  # benchmarks/ablation.py: the same experiment plumbing
+from ablation import dvc, evaluations, lookup, training_budget  # benchmarks/ablation.py: the same experiment plumbing
 
 NAME = "visual-baseline"
 OVERRIDES = ["train.target=visible"]
@@ -60,7 +60,7 @@ def main() -> None:
     lines = ["# Audio-guided against audio-blind (test split)", "",
              "Made by `python benchmarks/visual_baseline.py`: the audio-blind model is the whole `dvc repro` with",
              f"`{' '.join(OVERRIDES)}` (trained to segment every visible object); everything else is the defaults.",
-             f"2-core CPU, 8 epochs at 128 px, evaluated at {protocol.get('image_size', '?')} px"
+             f"2-core CPU, {training_budget()}, evaluated at {protocol.get('image_size', '?')} px"
              + (" with mirror averaging" if protocol.get("flip") else "") + ". One run each.", "",
              *table(model, blind), "",
              "J is scored against the sounding objects. pick: in frames with a sounding and a silent object",
