@@ -218,7 +218,7 @@ class AugmentConfig:
 class TrainConfig:
     """Ray Train: scale, optimisation, checkpoints and tracking."""
 
-    epochs: int = field(default=8, metadata=_range(1, 10_000))
+    epochs: int = field(default=10, metadata=_range(1, 10_000))
     batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per worker and step
     image_size: int = field(default=128, metadata=_range(32, 2048))  # training and validation size
     lr: float = field(default=1e-3, metadata=_range(0.0, 1.0))

@@ -10,8 +10,9 @@ benchmarks/results/training_probe.jsonl.
 
     python benchmarks/training_probe.py --tag decoder128 --set model.decoder_dim=128 [--steps 280]
 
-280 steps are half of the default run's 572 (8 epochs of 286 clips at batch 4); settings that
-win here are then confirmed by a full `dvc repro`. Needs the shards and the backbone weights
+280 steps were half of the default run's 572 when the probes below were made (8 epochs of 286
+clips at batch 4; 10 epochs, 715 steps, since commit e4fd8aa); settings that win here are then
+confirmed by a full `dvc repro`. Needs the shards and the backbone weights
 (`dvc repro preprocess weights`).
 """
 
