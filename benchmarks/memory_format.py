@@ -14,11 +14,9 @@ Writes benchmarks/results/memory_format{_cuda_bf16}.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,23 +24,15 @@ from avs.config import Config, load_config
 from avs.eval.inference import inference_size
 from avs.model import build_model, compute_losses
 from avs.train.loop import make_optimizer
+from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py: same inputs and results files
 
-RESULTS = Path(__file__).parent / "results"
 LAYOUTS = {"NCHW": torch.contiguous_format, "NHWC (channels-last, the default)": torch.channels_last}
 
 
-def make_batch(clips: int, frames: int, size: int, device: str) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(0)
-    video = torch.rand(clips, frames, 3, size, size, generator=g)
-    audio = torch.randn(clips, frames, 16000, generator=g) * 0.1
-    masks = (torch.rand(clips, frames, size, size, generator=g) > 0.8).long()
-    return tuple(t.to(device) for t in (video, audio, masks))
-
-
-def timed(fn) -> float:
+def timed(fn, device: str) -> float:
     start = time.perf_counter()
     fn()
-    if torch.cuda.is_available():
+    if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
@@ -56,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     cfg: Config = load_config(args.params, ["model.backbone_weights=null"])
     frames = cfg.stamps.num_frames
-    train_batch = make_batch(cfg.train.batch_size, frames, cfg.train.image_size, args.device)
-    test_batch = make_batch(cfg.train.batch_size, frames, inference_size(cfg), args.device)
+    train_batch = make_inputs(cfg.train.batch_size, frames, cfg.train.image_size, args.device)
+    test_batch = make_inputs(cfg.train.batch_size, frames, inference_size(cfg), args.device)
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16)
     labelled = torch.ones(train_batch[2].shape[:2], dtype=torch.bool, device=args.device)
 
@@ -89,20 +79,14 @@ def main() -> None:
             fn(name)  # warm-up
         for _ in range(args.rounds):
             for name in models:
-                seconds.setdefault((work, name), []).append(timed(lambda: fn(name)))
+                seconds.setdefault((work, name), []).append(timed(lambda: fn(name), args.device))
     result = {
-        "benchmark": "memory_format", "device": torch.cuda.get_device_name() if args.device == "cuda"
-        else f"cpu ({torch.get_num_threads()} threads)", "cpus": os.cpu_count(), **vars(args),
+        "benchmark": "memory_format", "device": device_label(args.device), "cpus": os.cpu_count(), **vars(args),
         "clips": cfg.train.batch_size, "frames": frames, "train_size": cfg.train.image_size,
         "test_size": inference_size(cfg),
         "seconds": {f"{work} | {name}": round(statistics.median(v), 4) for (work, name), v in seconds.items()},
     }
-    suffix = "" if args.device == "cpu" else f"_{args.device}{'_bf16' if args.bf16 else ''}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"memory_format{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
-    markdown = render(result)
-    (RESULTS / f"memory_format{suffix}.md").write_text(markdown)
-    print(markdown)
+    write_results("memory_format", result, render(result), args.device, args.bf16)
 
 
 def render(result: dict) -> str:

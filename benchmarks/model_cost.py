@@ -46,12 +46,27 @@ def make_config(model: dict, variant: dict) -> Config:
     return config_from_dict({"model": {"backbone_weights": None, **model, **variant}})
 
 
-def make_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+def make_inputs(clips: int, frames: int, size: int, device: str) -> tuple[torch.Tensor, ...]:
+    """Random (frames (B, T, 3, S, S), audio (B, T, 16000), masks (B, T, S, S)), the same every call."""
     g = torch.Generator().manual_seed(0)
-    frames = torch.rand(args.clips, args.frames, 3, args.size, args.size, generator=g)
-    audio = torch.randn(args.clips, args.frames, 16000, generator=g) * 0.1  # 1 s of 16 kHz audio per frame
-    masks = (torch.rand(args.clips, args.frames, args.size, args.size, generator=g) > 0.8).long()
-    return tuple(t.to(args.device) for t in (frames, audio, masks))
+    video = torch.rand(clips, frames, 3, size, size, generator=g)
+    audio = torch.randn(clips, frames, 16000, generator=g) * 0.1  # 1 s of 16 kHz audio per frame
+    masks = (torch.rand(clips, frames, size, size, generator=g) > 0.8).long()
+    return tuple(t.to(device) for t in (video, audio, masks))
+
+
+def device_label(device: str) -> str:
+    """The GPU's name, or 'cpu (N threads)'."""
+    return torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def write_results(stem: str, result: dict, markdown: str, device: str, bf16: bool) -> None:
+    """benchmarks/results/<stem>[_cuda[_bf16]].{json,md}, and the markdown printed."""
+    suffix = "" if device == "cpu" else f"_{device}{'_bf16' if bf16 else ''}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{stem}{suffix}.md").write_text(markdown)
+    print(markdown)
 
 
 def step(model: torch.nn.Module, cfg: Config, inputs: tuple, backward: bool, bf16: bool) -> None:
@@ -73,7 +88,7 @@ def step(model: torch.nn.Module, cfg: Config, inputs: tuple, backward: bool, bf1
 
 
 def time_variants(model_params: dict, args: argparse.Namespace) -> dict:
-    inputs = make_inputs(args)
+    inputs = make_inputs(args.clips, args.frames, args.size, args.device)
     built = {}
     for name, variant in VARIANTS.items():
         torch.manual_seed(0)
@@ -102,7 +117,7 @@ def _peak_memory_child(model_params: dict, variant: dict, args: argparse.Namespa
     torch.manual_seed(0)
     cfg = make_config(model_params, variant)
     model = build_model(cfg).to(args.device)
-    inputs = make_inputs(args)
+    inputs = make_inputs(args.clips, args.frames, args.size, args.device)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -137,7 +152,7 @@ def breakdown(model_params: dict, args: argparse.Namespace) -> dict:
     """Forward time per module of the full model (hooks), ms per frame."""
     torch.manual_seed(0)
     model = build_model(make_config(model_params, {})).to(args.device).eval()
-    inputs = make_inputs(args)
+    inputs = make_inputs(args.clips, args.frames, args.size, args.device)
     parts = {"audio encoder": [model.audio], "backbone stages": list(model.visual.stages),
              "AMA": list(model.alignments.values()), "decoder + mask head": [model.decoder, model.mask_head],
              "UE (temporal attention + evidence)": [model.uncertainty]}
@@ -168,19 +183,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    result = {"benchmark": "model_cost", "device": device_name, "cpus": os.cpu_count(), **vars(args), "models": {}}
+    result = {"benchmark": "model_cost", "device": device_label(args.device), "cpus": os.cpu_count(), **vars(args), "models": {}}
     for label, params in MODELS.items():
         print(f"{label} ...", flush=True)
         timing = time_variants(params, args)
         memory = peak_memory(params, args)
         result["models"][label] = {"ms_per_frame": timing, "peak_memory_mib": memory, "breakdown_ms_per_frame": breakdown(params, args)}
-    suffix = "" if args.device == "cpu" else f"_{args.device}{'_bf16' if args.bf16 else ''}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"model_cost{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
-    markdown = render(result)
-    (RESULTS / f"model_cost{suffix}.md").write_text(markdown)
-    print(markdown)
+    write_results("model_cost", result, render(result), args.device, args.bf16)
 
 
 def render(result: dict) -> str:
