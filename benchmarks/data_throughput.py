@@ -19,10 +19,13 @@ data/shards/<dataset> (run `dvc repro preprocess` first):
 3. The model's consumption: forward + backward + optimizer step of the configured model on
    ready batches (one process, all threads), in clips/s.
 4. The machine's own ceiling for two workers: 1 and 2 independent one-thread processes running
-   the model's steps at once (no Ray, no DDP, no data loading).
+   the model's steps at once (no Ray, no DDP, no data loading), and 2 such processes in one gloo
+   DDP group (gradients averaged every step, still no Ray and no data loading).
 5. Training throughput of the real `train` stage with 1 and 2 Ray Train workers of one thread
-   each: two epochs each, clips/s as the loop reports it. The second epoch counts, as for the
-   data paths; the first also pays for Ray Data's executor start-up.
+   each: two epochs each, clips/s as the loop reports it, and the share of the training time
+   rank 0 waited for its next batch. The second epoch counts, as for the data paths; the first
+   also pays for Ray Data's executor start-up. With one worker the second core is left to Ray
+   Data's decoding and Ray's own processes; with two, they take it from the workers.
 
 Writes benchmarks/results/data_throughput.{json,md}.
 
@@ -165,11 +168,15 @@ def _stack(items: list[dict[str, np.ndarray]]):
     return CollateClips()({k: np.stack([i[k] for i in items]) for k in items[0]})
 
 
-def model_rate(cfg, num_frames: int, steps: int) -> float:
+def model_rate(cfg, num_frames: int, steps: int, ddp: bool = False) -> float:
+    """Clips/s of forward + backward + optimizer steps on random batches; `ddp`: wrapped in
+    DistributedDataParallel (the process group must be initialised), as a training worker's model is."""
     from avs.model import build_model, compute_losses
     from avs.train.loop import make_optimizer
 
     model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone_weights=None))).train()
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(model, cfg)
     b, size = cfg.train.batch_size, cfg.train.image_size
     frames, audio = torch.rand(b, num_frames, 3, size, size), torch.randn(b, num_frames, 16000) * 0.1
@@ -188,23 +195,35 @@ def model_rate(cfg, num_frames: int, steps: int) -> float:
     return steps * b / (time.perf_counter() - start)
 
 
-def _one_thread_model_rate(cfg, num_frames: int, steps: int, barrier, results) -> None:
+def _one_thread_model_rate(cfg, num_frames: int, steps: int, barrier, results, rank: int, ddp_port: int | None) -> None:
     torch.set_num_threads(1)
+    if ddp_port is not None:
+        torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{ddp_port}", rank=rank,
+                                             world_size=barrier.parties)
     barrier.wait()  # start together: the processes share the machine's cores and memory bandwidth
-    results.put(model_rate(cfg, num_frames, steps))
+    results.put(model_rate(cfg, num_frames, steps, ddp=ddp_port is not None))
+    if ddp_port is not None:
+        torch.distributed.destroy_process_group()
 
 
-def independent_rate(cfg, num_frames: int, steps: int, processes: int) -> float:
-    """Clips/s of `processes` independent one-thread model processes running at once (no Ray, no DDP).
+def parallel_rate(cfg, num_frames: int, steps: int, processes: int, ddp: bool = False) -> float:
+    """Clips/s of `processes` one-thread model processes running at once, without Ray or data loading.
 
-    Two of them against one is the most that two one-thread training workers can reach here.
+    Independent (`ddp` False), two of them against one is the most that two one-thread workers
+    can reach on this machine; in one gloo DDP group (`ddp`), what gradient averaging leaves of it.
     """
     import multiprocessing
+    import socket
 
+    port = None
+    if ddp:
+        with socket.socket() as probe:  # a free port for the group's rendezvous
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
-    children = [context.Process(target=_one_thread_model_rate, args=(cfg, num_frames, steps, barrier, results))
-                for _ in range(processes)]
+    children = [context.Process(target=_one_thread_model_rate, args=(cfg, num_frames, steps, barrier, results, rank, port))
+                for rank in range(processes)]
     for child in children:
         child.start()
     rates = [results.get() for _ in children]
@@ -213,8 +232,11 @@ def independent_rate(cfg, num_frames: int, steps: int, processes: int) -> float:
     return sum(rates)
 
 
-def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> list[float]:
-    """Two epochs of the real train stage, in a scratch repository so that its outputs stay there: clips/s of each."""
+def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> list[tuple[float, float]]:
+    """Two epochs of the real train stage, in a scratch repository so that its outputs stay there.
+
+    Returns each epoch's clips/s and the share of its training time rank 0 spent waiting for data.
+    """
     from avs.train.run import train
 
     scratch_repo = scratch / f"repo{workers}"
@@ -229,7 +251,7 @@ def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> list[float]:
 
     ray.shutdown()
     with open(scratch_repo / "metrics" / "train_history.csv", newline="") as handle:
-        return [float(row["train_clips_per_s"]) for row in csv.DictReader(handle)]
+        return [(float(row["train_clips_per_s"]), float(row["train_data_wait_share"])) for row in csv.DictReader(handle)]
 
 
 def main() -> None:
@@ -262,12 +284,15 @@ def main() -> None:
         rates["model_consumption"] = model_rate(cfg, num_frames, args.model_steps)
         for processes in (1, 2):
             print(f"{processes} independent one-thread model process(es) ...", flush=True)
-            rates[f"model_{processes}_independent_processes"] = independent_rate(cfg, num_frames, args.model_steps, processes)
+            rates[f"model_{processes}_independent_processes"] = parallel_rate(cfg, num_frames, args.model_steps, processes)
+        print("2 one-thread model processes in a DDP group ...", flush=True)
+        rates["model_2_ddp_processes"] = parallel_rate(cfg, num_frames, args.model_steps, 2, ddp=True)
         if not args.skip_training:
             for workers in (1, 2):
                 print(f"training, {workers} worker(s) ...", flush=True)
-                rates[f"training_{workers}_workers_first_epoch"], rates[f"training_{workers}_workers"] = \
-                    training_rate(cfg, repo, workers, scratch)
+                first, second = training_rate(cfg, repo, workers, scratch)
+                rates[f"training_{workers}_workers_first_epoch"], rates[f"training_{workers}_workers"] = first[0], second[0]
+                rates[f"training_{workers}_workers_data_wait_share"] = second[1]
     write(rates, cfg, args, len(folders))
 
 
@@ -288,6 +313,8 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
         checks.append(("2 training workers >= 1.7x one", rates["training_2_workers"] / rates["training_1_workers"], 1.7))
     checks.append(("this machine's ceiling: 2 independent one-thread model processes >= 1.7x one",
                    rates["model_2_independent_processes"] / rates["model_1_independent_processes"], 1.7))
+    checks.append(("2 one-thread model processes in a DDP group, no Ray, no data loading >= 1.7x one",
+                   rates["model_2_ddp_processes"] / rates["model_1_independent_processes"], 1.7))
     result = {"benchmark": "data_throughput", "cpus": os.cpu_count(), "clips": clips, "image_size": cfg.train.image_size,
               "batch_size": cfg.train.batch_size, "loader_workers": args.loader_workers,
               "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
@@ -296,7 +323,8 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
     (RESULTS / "data_throughput.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"# Data and training throughput ({os.cpu_count()} CPUs, {clips} train clips, {cfg.train.image_size} px, "
              f"batch {cfg.train.batch_size}, one run)", "", "| path | clips/s |", "|---|---|"]
-    lines += [f"| {k.replace('_', ' ')}{' (seconds, not clips/s)' if k.endswith('_s') else ''} | {v:.2f} |"
+    units = {"_s": " (seconds, not clips/s)", "_share": " (share of the epoch's training time, not clips/s)"}
+    lines += [f"| {k.replace('_', ' ')}{next((u for end, u in units.items() if k.endswith(end)), '')} | {v:.2f} |"
               for k, v in rates.items()]
     lines += ["", "| target | ratio | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['ratio']} | {'yes' if t['met'] else 'no'} |" for t in result["targets"]]

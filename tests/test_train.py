@@ -65,6 +65,7 @@ def test_two_workers_train_in_sync_and_export(stamps_repo):
     metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
     assert metrics["workers_in_sync"] == 1.0 and metrics["epoch"] == 1
     assert 0 <= metrics["val_J"] <= 1 and "val_ms3_J" in metrics
+    assert 0 <= metrics["train_data_wait_share"] <= 1
     history = (stamps_repo / "metrics" / "train_history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_total,val_J,val_F") and len(history) == 3
     model = stamps_repo / "models" / "stamps"

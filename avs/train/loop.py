@@ -7,7 +7,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import ray
 import ray.train
@@ -23,8 +24,30 @@ from avs.model.saved import foreground_probability
 from avs.train.checkpoint import load_training_state, load_weights, read_state, unwrap, write_checkpoint
 
 
+T = TypeVar("T")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss stopped being a finite number."""
+
+
+class WaitClock:
+    """Seconds spent waiting for the next item of an iterable: how long training starved for data."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, items: Iterable[T]) -> Iterator[T]:
+        iterator = iter(items)
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - started
+            yield item
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -96,9 +119,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         model.train()
         sums: dict[str, float] = defaultdict(float)
         steps = clips = 0
-        for step, batch in enumerate(
+        data_wait = WaitClock()
+        for step, batch in enumerate(data_wait.timed(
             train_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2)
-        ):
+        )):
             batch = batch.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 outputs = model(*batch.model_inputs())
@@ -125,7 +149,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
             {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / train_seconds,
-             "lr": scheduler.get_last_lr()[-1]}
+             # this worker's share of the epoch's training time spent waiting for the next batch
+             "train/data_wait_share": data_wait.seconds / train_seconds, "lr": scheduler.get_last_lr()[-1]}
         )
         history.append(metrics)
         with tempfile.TemporaryDirectory() as scratch:
