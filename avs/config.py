@@ -186,6 +186,9 @@ class LossConfig:
     cst_positives: Literal["response", "mask"] = "response"
     # The KL term's weight rises linearly from 0 to 1 over this many epochs.
     kl_anneal_epochs: float = field(default=10.0, metadata=_range(0.0))
+    # [ours] L_seg on the mask head's raw logits m too, weighted by this (with UE on): the loss on
+    # m' = (1 - u) m alone trains m weakly where u is high, and the sign of m decides the mask.
+    seg_raw: float = field(default=1.0, metadata=_range(0.0))
     # [ours] InfoNCE pairing each sounding region with its audio (needs model.similarity_dim > 0).
     lambda_bind: float = field(default=1.0, metadata=_range(0.0))
     bind_tau: float = field(default=0.1, metadata=_range(1e-4, 10.0))

@@ -144,3 +144,31 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
     model = Recorder()
     results = validate(model, OneBatch(), config_from_dict({}), torch.device("cpu"), use_bf16=False)
     assert model.grad_enabled == [False] and 0.0 <= results["val/J"] <= 1.0
+
+
+def test_seg_raw_trains_the_raw_logits_where_uncertainty_mutes_the_final_ones():
+    from avs.config import LossConfig
+    from avs.model.losses import compute_losses
+
+    b, t, size = 1, 2, 8
+    masks = torch.zeros(b, t, size, size, dtype=torch.long)
+    masks[..., 2:5, 2:6] = 1
+    labelled = torch.ones(b, t, dtype=torch.bool)
+    raw = torch.zeros(b, t, 1, size, size, requires_grad=True)
+    u = torch.ones(b, t, size, size)  # total uncertainty: m' = (1 - u) m = 0 whatever m is
+
+    def outputs() -> dict:
+        return {"logits": (1 - u)[:, :, None] * raw, "mask_logits": raw, "evidence": torch.zeros(b, t, 2, size, size),
+                "alignments": {}, "binding": None}
+
+    terms = compute_losses(outputs(), masks, labelled, LossConfig(lambda_unc=0.0, seg_raw=0.0))
+    assert "seg_raw" not in terms
+    assert torch.autograd.grad(terms["total"], raw)[0].abs().max() == 0  # m gets nothing through m'
+    terms = compute_losses(outputs(), masks, labelled, LossConfig(lambda_unc=0.0, seg_raw=0.5))
+    seg = segmentation_loss(raw.flatten(0, 1), masks.flatten(0, 1))
+    expected = 5 * seg["bce"] + 5 * seg["dice"] + 2 * seg["iou"]
+    assert terms["seg_raw"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["total"].item() == pytest.approx(terms["bce"].item() * 5 + terms["dice"].item() * 5
+                                                  + terms["iou"].item() * 2 + 0.5 * expected.item(), rel=1e-6)
+    grad = torch.autograd.grad(terms["total"], raw)[0]
+    assert grad[masks[:, :, None] == 1].max() < 0 and grad[masks[:, :, None] == 0].min() > 0  # raised inside, lowered outside

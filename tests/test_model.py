@@ -90,7 +90,7 @@ def test_ablation_switches_give_the_four_variants():
     assert set(losses) == {"bce", "dice", "iou", "bind", "total"}  # the similarity is in every variant [ours]
 
     _, out, losses = run(full)
-    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "bind", "total"}
+    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "seg_raw", "bind", "total"}  # seg_raw: only with UE [ours]
     u = out["uncertainty"][:, :, None]
     assert torch.allclose(out["logits"], (1 - u) * out["mask_logits"])
 
@@ -99,7 +99,7 @@ def test_ablation_switches_give_the_four_variants():
     _, out, losses = run(tiny_config(ama={"enabled": False}))
     assert out["uncertainty"] is not None and "cst" not in losses
     _, out, losses = run(tiny_config(ue={"enabled": False}))
-    assert out["uncertainty"] is None and "unc" not in losses and "cst" in losses
+    assert out["uncertainty"] is None and "unc" not in losses and "seg_raw" not in losses and "cst" in losses
 
 
 def test_similarity_switch_and_which_logits_it_raises(monkeypatch):

@@ -1,5 +1,6 @@
-"""Losses (METHOD.md): L = L_seg + lambda_cst L_cst + lambda_unc L_unc (+ lambda_bind L_bind [ours]),
-as a dict of named terms.
+"""Losses (METHOD.md): L = L_seg + lambda_cst L_cst + lambda_unc L_unc (+ seg_raw L_seg(m) and
+lambda_bind L_bind [ours]), as a dict of named terms. L_seg scores the final logits m' = (1 - u) m;
+`seg_raw` adds it on the raw logits m too.
 
 Targets:
     masks     (B, T, H, W) long: 0/1 for binary data, class indices for AVSS; IGNORE marks
@@ -175,6 +176,10 @@ def compute_losses(
         terms = {"bce" if logits.shape[2] == 1 else "ce": logits.sum() * 0}
     weights = {"bce": cfg.bce, "dice": cfg.dice, "iou": cfg.iou, "ce": cfg.ce}
     total = sum(weights[name] * term for name, term in terms.items())
+    if outputs["evidence"] is not None and cfg.seg_raw > 0 and flat_labelled.any():
+        raw = segmentation_loss(outputs["mask_logits"].flatten(0, 1)[flat_labelled], flat_masks[flat_labelled])
+        terms["seg_raw"] = sum(weights[name] * term for name, term in raw.items())
+        total = total + cfg.seg_raw * terms["seg_raw"]
 
     if outputs["alignments"] and cfg.lambda_cst > 0:
         per_stage = []
