@@ -159,7 +159,8 @@ def compute_losses(
     cfg: LossConfig,
     epoch: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Every loss term (unweighted) plus `total`, their sum weighted by `cfg`.
+    """Every loss term (unweighted) plus `total`, their sum weighted by `cfg`. `seg_raw` is a whole
+    L_seg (its parts weighted as for m'), on the raw logits m.
 
     Args:
         outputs: `RAVS.forward`'s dict.
@@ -175,10 +176,14 @@ def compute_losses(
     else:  # no annotated frame in the batch: zero loss that still reaches every logit
         terms = {"bce" if logits.shape[2] == 1 else "ce": logits.sum() * 0}
     weights = {"bce": cfg.bce, "dice": cfg.dice, "iou": cfg.iou, "ce": cfg.ce}
-    total = sum(weights[name] * term for name, term in terms.items())
-    if outputs["evidence"] is not None and cfg.seg_raw > 0 and flat_labelled.any():
+
+    def weighted(parts: dict[str, torch.Tensor]) -> torch.Tensor:  # L_seg from its named parts
+        return sum(weights[name] * part for name, part in parts.items())
+
+    total = weighted(terms)
+    if outputs["evidence"] is not None and cfg.seg_raw > 0 and flat_labelled.any():  # without UE, m' is m
         raw = segmentation_loss(outputs["mask_logits"].flatten(0, 1)[flat_labelled], flat_masks[flat_labelled])
-        terms["seg_raw"] = sum(weights[name] * term for name, term in raw.items())
+        terms["seg_raw"] = weighted(raw)
         total = total + cfg.seg_raw * terms["seg_raw"]
 
     if outputs["alignments"] and cfg.lambda_cst > 0:

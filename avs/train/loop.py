@@ -6,8 +6,8 @@ import math
 import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import ray
