@@ -171,8 +171,10 @@ def compute_losses(
     """
     logits = outputs["logits"]
     flat_masks, flat_labelled = masks.flatten(0, 1), labelled.flatten()
-    if flat_labelled.any():
-        terms = segmentation_loss(logits.flatten(0, 1)[flat_labelled], flat_masks[flat_labelled])
+    targets = flat_masks[flat_labelled]  # (M, H, W) the annotated frames' masks, selected once
+    any_labelled = bool(flat_labelled.any())
+    if any_labelled:
+        terms = segmentation_loss(logits.flatten(0, 1)[flat_labelled], targets)
     else:  # no annotated frame in the batch: zero loss that still reaches every logit
         terms = {"bce" if logits.shape[2] == 1 else "ce": logits.sum() * 0}
     weights = {"bce": cfg.bce, "dice": cfg.dice, "iou": cfg.iou, "ce": cfg.ce}
@@ -181,8 +183,8 @@ def compute_losses(
         return sum(weights[name] * part for name, part in parts.items())
 
     total = weighted(terms)
-    if outputs["evidence"] is not None and cfg.seg_raw > 0 and flat_labelled.any():  # without UE, m' is m
-        raw = segmentation_loss(outputs["mask_logits"].flatten(0, 1)[flat_labelled], flat_masks[flat_labelled])
+    if outputs["evidence"] is not None and cfg.seg_raw > 0 and any_labelled:  # without UE, m' is m
+        raw = segmentation_loss(outputs["mask_logits"].flatten(0, 1)[flat_labelled], targets)
         terms["seg_raw"] = weighted(raw)
         total = total + cfg.seg_raw * terms["seg_raw"]
 
@@ -200,7 +202,7 @@ def compute_losses(
     if outputs["evidence"] is not None and cfg.lambda_unc > 0:
         kl_weight = min(1.0, epoch / cfg.kl_anneal_epochs) if cfg.kl_anneal_epochs > 0 else 1.0
         evidence = outputs["evidence"].flatten(0, 1)
-        terms["unc"] = evidential_loss(evidence[flat_labelled], flat_masks[flat_labelled], kl_weight)
+        terms["unc"] = evidential_loss(evidence[flat_labelled], targets, kl_weight)
         total = total + cfg.lambda_unc * terms["unc"]
     if outputs.get("binding") is not None and cfg.lambda_bind > 0:
         clip = torch.arange(masks.shape[0], device=masks.device).repeat_interleave(masks.shape[1])
