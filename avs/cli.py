@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--image-size", type=int, help="square size the model runs at (default: the model's evaluate.image_size)")
     predict.add_argument("--flip", action=argparse.BooleanOptionalAction,
                          help="average with the mirrored frames (default: the model's evaluate.flip)")
+    predict.add_argument("--guided-kernel", type=int,
+                         help="guided filter window in pixels at --image-size, odd; 0 = off (default: the model's evaluate.guided_kernel)")
     server = commands.add_parser("mlflow-server", help="run an MLflow tracking server on 127.0.0.1 (SQLite + local artifacts)")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--root", type=Path, default=Path("mlflow-server"), help="folder of its database and artifacts")
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             from avs.predict import predict_video
 
             summary = predict_video(args.video, args.model, args.out, args.clip_seconds, progress=not args.no_progress,
-                                    image_size=args.image_size, flip=args.flip)
+                                    image_size=args.image_size, flip=args.flip, guided_kernel=args.guided_kernel)
             shares = [s["sounding_share"] for s in summary["per_second"]]
             print(f"{args.video}: {summary['seconds']} s; sounding in {sum(x > 0 for x in shares)} s; "
                   f"masks, overlay.mp4 and summary.json in {args.out}")

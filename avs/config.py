@@ -267,10 +267,18 @@ class EvaluateConfig:
     # Metrics are computed at this size. `avs predict` and the registered model do the same.
     image_size: int | None = field(default=176, metadata=_range(32, 2048))
     flip: bool = True
+    # Guided filter of the mask probabilities with the frame as guide [ours]: window in pixels at
+    # `image_size` (odd; 0 = off) and regulariser (in squared [0, 1] colour units).
+    guided_kernel: int = field(default=21, metadata=_range(0, 255))
+    guided_eps: float = field(default=1e-4, metadata=_range(1e-8, 1.0))
     noise_snr_db: tuple[float, ...] = (20.0, 10.0, 0.0)  # white noise mixed into the audio at these SNRs
     overlays: int = field(default=4, metadata=_range(0, 1000))  # clips drawn as frame / truth / prediction / u
     # Also report J and F averaged per batch of `batch_size` clips, as the AVSBench code does.
     compat: bool = True
+
+    def __post_init__(self) -> None:
+        if self.guided_kernel and (self.guided_kernel < 3 or self.guided_kernel % 2 == 0):
+            raise ConfigError(f"evaluate.guided_kernel: expected 0 (off) or an odd window of at least 3 pixels, got {self.guided_kernel}")
 
 
 @dataclass(frozen=True)

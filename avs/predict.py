@@ -32,11 +32,11 @@ from avs.track.registry import resolve_model_folder
 
 def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: int = 5,
                   tracking_uri: str | None = None, progress: bool = True, image_size: int | None = None,
-                  flip: bool | None = None) -> dict[str, Any]:
+                  flip: bool | None = None, guided_kernel: int | None = None) -> dict[str, Any]:
     """Run the model over `video`; returns the summary written to `out/summary.json`.
 
-    `image_size` and `flip` (test-time size and mirror averaging) default to the model's
-    `evaluate` settings, as the `evaluate` stage ran it.
+    `image_size`, `flip` and `guided_kernel` (test-time size, mirror averaging and guided filter
+    window, 0 = off) default to the model's `evaluate` settings, as the `evaluate` stage ran it.
     """
     video, out = Path(video), Path(out)
     if not video.is_file():
@@ -55,6 +55,9 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
     audio = split_seconds(waveform, seconds, video)  # (S, 16000)
     size = image_size or inference_size(cfg)
     flip = cfg.evaluate.flip if flip is None else flip
+    guided_kernel = cfg.evaluate.guided_kernel if guided_kernel is None else guided_kernel
+    if guided_kernel and (guided_kernel < 3 or guided_kernel % 2 == 0):
+        raise ValueError(f"guided_kernel must be 0 (off) or odd and at least 3, got {guided_kernel}")
 
     probability = np.zeros(frames.shape[:3], np.float32)
     uncertainty = np.zeros(frames.shape[:3], np.float32)
@@ -65,7 +68,8 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
         for start in tqdm(starts, desc=f"predict {video.name}", unit="clip", disable=not progress):
             window = slice(start, start + clip_seconds)
             x = torch.from_numpy(frames[window]).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W), source size
-            outputs = segment(network, x[None], torch.from_numpy(audio[window])[None], size=size, flip=flip)
+            outputs = segment(network, x[None], torch.from_numpy(audio[window])[None], size=size, flip=flip,
+                              guided_kernel=guided_kernel, guided_eps=cfg.evaluate.guided_eps)
             p = foreground_probability(outputs["logits"])[0]  # (T, H, W)
             u = outputs["uncertainty"][0] if outputs["uncertainty"] is not None else torch.zeros_like(p)
             probability[window], uncertainty[window] = p.numpy(), u.float().numpy()
@@ -78,7 +82,7 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
     write_clip_video(out / "overlay.mp4", _even(overlay), waveform[: seconds * SAMPLE_RATE], fps=4)
     summary = {
         "video": str(video), "model": model, "seconds": seconds, "clip_seconds": clip_seconds,
-        "image_size": size, "flip": flip, "frame_size": list(frames.shape[1:3]),
+        "image_size": size, "flip": flip, "guided_kernel": guided_kernel, "frame_size": list(frames.shape[1:3]),
         "per_second": [{"second": s, "sounding_share": round(float(m.mean()), 5), "mean_uncertainty": round(float(u.mean()), 5)}
                        for s, (m, u) in enumerate(zip(masks, uncertainty))],
     }

@@ -30,7 +30,7 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
         assert written[section] == pytest.approx(metrics[section], nan_ok=True)
     test, calibration, robustness = metrics["test"], metrics["calibration"], metrics["robustness"]
     assert metrics["clips"] > 0 and test["frames"] > 0
-    assert metrics["protocol"] == {"image_size": 72, "flip": True}  # the model was trained at 64 px
+    assert metrics["protocol"] == {"image_size": 72, "flip": True, "guided_kernel": 21, "guided_eps": 1e-4}  # the model was trained at 64 px
     for key in ("J", "F", "compat_J", "compat_F", "dataset_J", "dataset_F", "dataset_J&F", "s4_J", "ms3_J", "hard_J"):
         assert 0.0 <= test[key] <= 1.0, key
     for name in ("final", "raw", "final_transition", "raw_transition"):
@@ -55,7 +55,7 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     client = MlflowClient(uri)
     logged = client.get_run(run_id).data.metrics
     assert logged["test/J"] == pytest.approx(test["J"])
-    assert client.get_run(run_id).data.tags["avs.test_time"] == "72 px, flip-averaged"
+    assert client.get_run(run_id).data.tags["avs.test_time"] == "72 px, flip-averaged, guided filter 21 px"
     assert "calibration/final/ece" in logged and "robustness/muted_J" in logged and "attribution/hard_pick_rate" in logged
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/evaluate.json", "evaluation/reliability.png", "evaluation/overlays"} <= artifacts
@@ -87,7 +87,7 @@ def registry_round_trip(repo: Path, uri: str) -> None:
     out = model.predict({"frames": np.random.rand(1, 2, 3, 64, 64).astype(np.float32),
                          "audio": np.random.randn(1, 2, 16000).astype(np.float32) * 0.1})
     assert out["probability"].shape == out["uncertainty"].shape == (1, 2, 64, 64)
-    assert model.model_config == {"image_size": 72, "flip": True}  # as the evaluate stage ran it
+    assert model.model_config == {"image_size": 72, "flip": True, "guided_kernel": 21, "guided_eps": 1e-4}  # as evaluate ran it
     assert ((0 <= out["probability"]) & (out["probability"] <= 1)).all()
 
 

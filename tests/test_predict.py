@@ -54,7 +54,7 @@ def test_predict_writes_masks_overlay_and_summary(model_folder, tmp_path):
     assert set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 255}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seconds"] == 7 and len(summary["per_second"]) == 7
-    assert (summary["image_size"], summary["flip"]) == (80, True)  # the model's evaluate settings
+    assert (summary["image_size"], summary["flip"], summary["guided_kernel"]) == (80, True, 21)  # the model's evaluate settings
     assert all(0 <= s["mean_uncertainty"] <= 1 for s in summary["per_second"])
     overlay = decord.VideoReader(str(out / "overlay.mp4"))
     assert len(overlay) == 7 * 4 and overlay[0].shape == (48, 128, 3)  # frame | uncertainty side by side
@@ -65,12 +65,14 @@ def test_predict_writes_masks_overlay_and_summary(model_folder, tmp_path):
 def test_predict_test_time_settings_can_be_overridden(model_folder, tmp_path):
     video = write_video(tmp_path / "in.mp4", seconds=5)
     args = ["--no-progress", "predict", str(video), "--model", str(model_folder), "--clip-seconds", "5"]
-    assert main([*args, "--out", str(tmp_path / "a"), "--image-size", "64", "--no-flip"]) == 0
+    assert main([*args, "--out", str(tmp_path / "a"), "--image-size", "64", "--no-flip", "--guided-kernel", "0"]) == 0
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
-    assert (summary["image_size"], summary["flip"]) == (64, False)
+    assert (summary["image_size"], summary["flip"], summary["guided_kernel"]) == (64, False, 0)
     assert np.asarray(Image.open(tmp_path / "a" / "masks" / "second_00000.png")).shape == (48, 64)  # source size
     with pytest.raises(ValueError, match="image_size must be at least 32"):
         predict_video(video, str(model_folder), tmp_path / "b", image_size=8, progress=False)
+    with pytest.raises(ValueError, match="guided_kernel must be 0 .off. or odd"):
+        predict_video(video, str(model_folder), tmp_path / "b", guided_kernel=4, progress=False)
 
 
 def test_bad_videos_are_clear_errors(model_folder, tmp_path, capsys):

@@ -77,7 +77,8 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
             rows = slice(seen, seen + len(batch.clip_id))
             for name, perturb in conditions.items():
                 waveform = swapped_audio[rows] if name == "swapped" else perturb(batch.audio) if perturb else batch.audio
-                outputs = segment(model, frames, waveform, size=image_size, flip=e.flip)
+                outputs = segment(model, frames, waveform, size=image_size, flip=e.flip,
+                                  guided_kernel=e.guided_kernel, guided_eps=e.guided_eps)
                 scores.update(name, batch, outputs)
                 if name == "clean":
                     overlays += _draw_overlays(batch, outputs, reports / "overlays", overlay_quota)
@@ -87,7 +88,8 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
 
     metrics = scores.compute()
     metrics["clips"] = seen
-    metrics["protocol"] = {"image_size": image_size, "flip": e.flip}  # test-time settings (avs/eval/inference.py)
+    metrics["protocol"] = {"image_size": image_size, "flip": e.flip,
+                           "guided_kernel": e.guided_kernel, "guided_eps": e.guided_eps}  # test-time settings (avs/eval/inference.py)
     _write_outputs(repo_root, reports, scores, metrics)
     uri = tracking_uri or default_tracking_uri(cfg, repo_root)
     run_id = log_to_mlflow(uri, cfg, folder, reports, metrics, repo_root / "metrics" / "evaluate.json")
@@ -281,7 +283,9 @@ def log_to_mlflow(uri: str, cfg: Config, folder: Path, reports: Path, metrics: d
     entries = [Metric(k.replace("&", "and"), float(v), now, 0) for k, v in flat.items() if isinstance(v, (int, float)) and math.isfinite(v)]
     for start in range(0, len(entries), 500):
         client.log_batch(run_id, metrics=entries[start:start + 500])
-    client.set_tag(run_id, "avs.test_time", f"{metrics['protocol']['image_size']} px" + (", flip-averaged" if metrics["protocol"]["flip"] else ""))
+    protocol = metrics["protocol"]
+    client.set_tag(run_id, "avs.test_time", f"{protocol['image_size']} px" + (", flip-averaged" if protocol["flip"] else "")
+                   + (f", guided filter {protocol['guided_kernel']} px" if protocol["guided_kernel"] else ""))
     client.log_artifact(run_id, str(metrics_file), "evaluation")
     client.log_artifact(run_id, str(reports / "reliability.png"), "evaluation")
     if (reports / "overlays").is_dir():
