@@ -61,7 +61,9 @@ def main() -> None:
              "Made by `python benchmarks/visual_baseline.py`: the audio-blind model is the whole `dvc repro` with",
              f"`{' '.join(OVERRIDES)}` (trained to segment every visible object); everything else is the defaults.",
              f"2-core CPU, {training_budget()}, evaluated at {protocol.get('image_size', '?')} px"
-             + (" with mirror averaging" if protocol.get("flip") else "") + ". One run each.", "",
+             + (" with mirror averaging" if protocol.get("flip") else "")
+             + (f" and a {protocol['guided_kernel']} px guided filter" if protocol.get("guided_kernel") else "")
+             + ". One run each.", "",
              *table(model, blind), "",
              "J is scored against the sounding objects. pick: in frames with a sounding and a silent object",
              "in view, the share where the sounding one gets the higher mean probability (0.5: no preference).",
