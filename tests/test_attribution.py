@@ -31,3 +31,17 @@ def test_no_frame_with_both_regions_gives_nan():
     meter.update(torch.rand(1, 8, 8), tiny, torch.ones(1, 8, 8, dtype=torch.bool))
     result = meter.compute()
     assert result["frames"] == 0 and math.isnan(result["pick_rate"])
+
+
+def test_mixed_frames_score_the_model_against_the_visible_union():
+    sounding = torch.zeros(1, 8, 8, dtype=torch.bool)
+    sounding[:, :, :4] = True  # the left half sounds, the right half is a silent object
+    visible = torch.ones(1, 8, 8, dtype=torch.bool)
+    probs = torch.zeros(1, 8, 8)
+    probs[0, :, :5] = 0.9  # the sounding object and a quarter of the silent one
+    meter = SoundingPickMeter()
+    meter.update(probs, sounding, visible)
+    result = meter.compute()
+    assert math.isclose(result["mixed_J"], 32 / 40, rel_tol=1e-6) and math.isclose(result["mixed_union_J"], 0.5)
+    assert result["sounding_covered"] == 1.0 and math.isclose(result["silent_covered"], 0.25, rel_tol=1e-6)
+    assert result["pick_rate"] == 1.0  # mean p 0.9 against 0.225

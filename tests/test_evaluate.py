@@ -43,6 +43,7 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     assert robustness["clean_J"] == test["J"]
     attribution = metrics["attribution"]  # the stamps set has visible masks: hard frames always qualify
     assert attribution["hard_frames"] > 0 and 0.0 <= attribution["hard_pick_rate"] <= 1.0
+    assert 0.0 <= attribution["hard_mixed_J"] <= 1.0 and 0.0 < attribution["hard_mixed_union_J"] < 1.0  # a silent object is in view
     assert attribution["all_frames"] >= attribution["hard_frames"] + attribution.get("ms3_frames", 0)
     rows = list(csv.DictReader(open(model_repo / "metrics" / "robustness.csv")))
     assert [r["condition"] for r in rows] == ["clean", "muted", "swapped", "noise_10db"]

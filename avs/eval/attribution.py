@@ -6,6 +6,12 @@ object's pixels than on the silent ones'. `pick_rate` is the share of such frame
 0.5 is what a model gets that segments every object alike (or, on the `hard` pairs, whatever the
 frames alone tell it). J can hide this: segmenting every visible object scores well when most of
 them sound.
+
+The same frames also give J where it takes listening to score: `mixed_J`, the model's J in them,
+against `mixed_union_J`, the J of every visible object drawn perfectly (which scores only the
+sounding share of what it draws). A model scores above that reference there only by leaving the
+silent object out; `silent_covered` and `sounding_covered` say how much of each region it marks
+as foreground.
 """
 
 from __future__ import annotations
@@ -21,13 +27,18 @@ def both_in_view(sounding: torch.Tensor, silent: torch.Tensor) -> bool:
 
 
 class SoundingPickMeter:
-    """Accumulates, per frame with both regions, whether p(sounding pixels) > p(silent pixels)."""
+    """Accumulates, per frame with both regions, whether p(sounding pixels) > p(silent pixels),
+    and the frame's J, its visible union's J and the share of each region marked (p > 0.5)."""
 
     def __init__(self) -> None:
         self.frames = 0
         self.picks = 0
         self.sum_sounding = 0.0
         self.sum_silent = 0.0
+        self.sum_j = 0.0
+        self.sum_union_j = 0.0
+        self.sum_sounding_covered = 0.0
+        self.sum_silent_covered = 0.0
 
     def update(self, probs: torch.Tensor, sounding: torch.Tensor, visible: torch.Tensor) -> None:
         """probs (T, H, W) foreground probabilities; sounding, visible (T, H, W) bool masks of one clip."""
@@ -40,10 +51,22 @@ class SoundingPickMeter:
             self.picks += p_on > p_off
             self.sum_sounding += p_on
             self.sum_silent += p_off
+            marked = p > 0.5
+            self.sum_j += _jaccard(marked, on)
+            self.sum_union_j += _jaccard(on | off, on)
+            self.sum_sounding_covered += marked[on].float().mean().item()
+            self.sum_silent_covered += marked[off].float().mean().item()
 
     def compute(self) -> dict[str, float]:
-        """pick_rate, mean p on sounding / silent pixels (NaN when no frame qualified), frames."""
-        if self.frames == 0:
-            return {"pick_rate": float("nan"), "p_sounding": float("nan"), "p_silent": float("nan"), "frames": 0}
-        return {"pick_rate": self.picks / self.frames, "p_sounding": self.sum_sounding / self.frames,
-                "p_silent": self.sum_silent / self.frames, "frames": self.frames}
+        """pick_rate, mean p on sounding / silent pixels, mixed_J, mixed_union_J, sounding_covered,
+        silent_covered (each a mean over the frames; NaN when no frame qualified), frames."""
+        sums = {"pick_rate": self.picks, "p_sounding": self.sum_sounding, "p_silent": self.sum_silent,
+                "mixed_J": self.sum_j, "mixed_union_J": self.sum_union_j,
+                "sounding_covered": self.sum_sounding_covered, "silent_covered": self.sum_silent_covered}
+        means = {k: float(v) / self.frames if self.frames else float("nan") for k, v in sums.items()}
+        return {**means, "frames": self.frames}
+
+
+def _jaccard(predicted: torch.Tensor, truth: torch.Tensor) -> float:
+    """Intersection over union of two bool masks (the truth is never empty here)."""
+    return ((predicted & truth).sum() / (predicted | truth).sum()).item()
