@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from avs.eval.metrics import frame_jaccard
+
 MIN_PIXELS = 20  # both regions must be this large for a frame to count
 
 
@@ -52,8 +54,8 @@ class SoundingPickMeter:
             self.sum_sounding += p_on
             self.sum_silent += p_off
             marked = p > 0.5
-            self.sum_j += _jaccard(marked, on)
-            self.sum_union_j += _jaccard(on | off, on)
+            self.sum_j += frame_jaccard(marked.flatten()[None], on.flatten()[None]).item()
+            self.sum_union_j += frame_jaccard((on | off).flatten()[None], on.flatten()[None]).item()
             self.sum_sounding_covered += marked[on].float().mean().item()
             self.sum_silent_covered += marked[off].float().mean().item()
 
@@ -65,8 +67,3 @@ class SoundingPickMeter:
                 "sounding_covered": self.sum_sounding_covered, "silent_covered": self.sum_silent_covered}
         means = {k: float(v) / self.frames if self.frames else float("nan") for k, v in sums.items()}
         return {**means, "frames": self.frames}
-
-
-def _jaccard(predicted: torch.Tensor, truth: torch.Tensor) -> float:
-    """Intersection over union of two bool masks (the truth is never empty here)."""
-    return ((predicted & truth).sum() / (predicted | truth).sum()).item()

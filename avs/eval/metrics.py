@@ -27,6 +27,14 @@ BETA2 = 0.3
 THRESHOLDS = torch.linspace(0, 1 - 1e-10, 255, dtype=torch.float64)
 
 
+def frame_jaccard(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """J of each frame by the AVSBench rule: (N, P) bool prediction and truth -> (N,) float64.
+    A frame with an empty truth scores the share of pixels left empty."""
+    inter = (pred & truth).sum(1).double()
+    union = (pred | truth).sum(1).double()
+    return torch.where(truth.sum(1) == 0, (~pred).double().mean(1), inter / union.clamp(min=1))
+
+
 class BinaryMeter:
     """Accumulates J and F over frames."""
 
@@ -42,10 +50,8 @@ class BinaryMeter:
             return
         probs, truth = probs.detach().double().flatten(1).cpu(), truth.flatten(1).cpu()
         pred = probs > 0.5
-        inter = (pred & truth).sum(1).double()
-        union = (pred | truth).sum(1).double()
+        jaccard = frame_jaccard(pred, truth)
         empty = truth.sum(1) == 0
-        jaccard = torch.where(empty, (~pred).double().mean(1), inter / union.clamp(min=1))
         self.sums[0] += jaccard.sum()
         self.sums[1] += len(jaccard)
         self.sums[-4] += jaccard.mean()
