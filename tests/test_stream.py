@@ -171,3 +171,29 @@ def test_training_order_is_shuffled_anew_every_epoch(tmp_path):
         assert any(c.startswith("1_") for c in first[:12])  # both subsets early in the epoch
     finally:
         ray.shutdown()
+
+
+def test_shards_are_read_into_blocks_that_decode_in_parallel(tmp_path, monkeypatch):
+    """Ray 2.60's default Parquet reader packed a split's files into one block, so one task
+    decoded every clip on one core; each file, and each `CLIPS_PER_BLOCK` clips, is a block."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from avs.data import stream
+
+    monkeypatch.setattr(stream, "CLIPS_PER_BLOCK", 8)
+    row = synthetic_table(num_frames=1, size=16).to_pylist()[0]
+    files = []
+    for part, count in enumerate((24, 4)):
+        files.append(str(tmp_path / f"part-{part}.parquet"))
+        pq.write_table(pa.Table.from_pylist([{**row, "clip_id": f"{part}_{i:02d}"} for i in range(count)], schema=SCHEMA), files[-1])
+    ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        default_reader = ray.data.DataContext.get_current().use_datasource_v2
+        assert stream.read_shard_rows(files).materialize().num_blocks() == 4  # 28 clips, 8 per block
+        dataset = stream.read_clips(files, image_size=16, num_frames=1, augment=None).materialize()
+        assert dataset.num_blocks() >= 2  # decoded by more than one task
+        assert sorted(dataset.unique("clip_id")) == sorted(f"0_{i:02d}" for i in range(24)) + [f"1_{i:02d}" for i in range(4)]
+        assert ray.data.DataContext.get_current().use_datasource_v2 == default_reader  # the choice of reader does not leak
+    finally:
+        ray.shutdown()

@@ -170,9 +170,36 @@ def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: A
     import ray.data
 
     decode = DecodeClips(image_size=image_size, num_frames=num_frames, augment=augment)
-    clips = ray.data.read_parquet(files)
+    clips = read_shard_rows(files)
     if not with_visible:  # projected away before the read (Ray Data pushes the selection down)
         clips = clips.select_columns([name for name in SCHEMA.names if name != "visible_masks"])
     if shuffle_seed is not None:
         clips = clips.random_shuffle(seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True))
     return clips.map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")
+
+
+CLIPS_PER_BLOCK = 64  # rows per Ray Data block: enough blocks to decode in parallel, few enough that tasks stay cheap
+
+
+def read_shard_rows(files: list[str]):
+    """`ray.data.read_parquet` in about one block per `CLIPS_PER_BLOCK` clips (at least one per file).
+
+    Ray 2.60's default Parquet reader (DataSource V2) packs up to 128 MiB of row groups into
+    one read task and ignores `override_num_blocks`: the embedded default's 60 MB of training
+    shards came out as a single block, decoded by a single task on one core, and every pass
+    first started 32 footer-reading actors (0.7 s). The V1 reader, still selectable through
+    `DataContext.use_datasource_v2`, reads the files in parallel into the blocks asked for
+    (see benchmarks/results/data_throughput.md).
+    """
+    import pyarrow.parquet as pq
+    import ray.data
+
+    rows = sum(pq.read_metadata(f).num_rows if "://" not in f else pq.read_table(f, columns=["clip_id"]).num_rows
+               for f in files)
+    context = ray.data.DataContext.get_current()
+    default_reader = context.use_datasource_v2
+    context.use_datasource_v2 = False  # read at planning time only: restored before anything runs
+    try:
+        return ray.data.read_parquet(files, override_num_blocks=max(len(files), -(-rows // CLIPS_PER_BLOCK)))
+    finally:
+        context.use_datasource_v2 = default_reader
