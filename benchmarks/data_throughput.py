@@ -16,12 +16,14 @@ data/shards/<dataset> (run `dvc repro preprocess` first):
    `--loader-workers` processes). Twice: with JPEG frames (as AVSS and VPO ship them, at the
    shards' JPEG quality) and with PNG frames (as AVSBench S4 and MS3 ship them). The same three
    passes; the files lie on the shards' disk.
-3. The model's consumption: forward + backward + optimizer step of the configured model on
+3. The decode alone: `DecodeClips` over the undecoded rows in memory, one process of one
+   thread; times the cores, the most any loader running this decode could deliver here.
+4. The model's consumption: forward + backward + optimizer step of the configured model on
    ready batches (one process, all threads), in clips/s.
-4. The machine's own ceiling for two workers: 1 and 2 independent one-thread processes running
+5. The machine's own ceiling for two workers: 1 and 2 independent one-thread processes running
    the model's steps at once (no Ray, no DDP, no data loading), and 2 such processes in one gloo
    DDP group (gradients averaged every step, still no Ray and no data loading).
-5. Training throughput of the real `train` stage with 1 and 2 Ray Train workers of one thread
+6. Training throughput of the real `train` stage with 1 and 2 Ray Train workers of one thread
    each: two epochs each, clips/s as the loop reports it, and the share of the training time
    rank 0 waited for its next batch. The second epoch counts, as for the data paths; the first
    also pays for Ray Data's executor start-up. With one worker the second core is left to Ray
@@ -110,6 +112,24 @@ def ray_data_rate(files: list[str], cfg, num_frames: int, cold: bool) -> dict[st
     rates["pass_overhead_s"] = ray_pass_overhead(files)
     ray.shutdown()
     return rates
+
+
+def decode_rate(files: list[str], cfg, num_frames: int) -> float:
+    """Clips/s of the training decode and augmentation alone (`DecodeClips`, batches of 8 rows):
+    one process, one thread, the undecoded rows already in memory. Times the machine's cores,
+    it bounds what any loader running this decode can deliver."""
+    decode = DecodeClips(image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment)
+    tables = [pq.read_table(f, columns=[n for n in SCHEMA.names if n != "visible_masks"]) for f in files]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        clips, start = 0, time.perf_counter()
+        for table in tables:
+            for offset in range(0, table.num_rows, 8):
+                clips += len(decode(table.slice(offset, 8))["clip_id"])
+        return clips / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def export_per_file(files: list[str], folder: Path, quality: int, frame_format: str) -> list[Path]:
@@ -278,6 +298,8 @@ def main() -> None:
             passes = dataloader_rate(folders, cfg, num_frames, args.loader_workers, cold)
             rates.update({f"per_file_dataloader_{frame_format}_frames_{k}": v for k, v in passes.items()})
             shutil.rmtree(scratch / "clips")
+        print("decode alone ...", flush=True)
+        rates["decode_one_core"] = decode_rate(files, cfg, num_frames)
         print("model consumption ...", flush=True)
         rates["model_consumption"] = model_rate(cfg, num_frames, args.model_steps)
         for processes in (1, 2):
@@ -307,6 +329,10 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
     rates["ray_data_warm_without_pass_overhead"] = clips / seconds if seconds > 0 else float("inf")
     checks.append(("Ray Data without its fixed cost per pass >= 2x the per-file DataLoader, JPEG frames, warm",
                    rates["ray_data_warm_without_pass_overhead"] / rates["per_file_dataloader_jpg_frames_warm"], 2.0))
+    rates["decode_all_cores"] = rates["decode_one_core"] * (os.cpu_count() or 1)  # no process does anything else
+    checks.append(("the machine's decode ceiling (every core decoding, nothing else) >= 2x the per-file DataLoader, "
+                   "JPEG frames, warm: else no loader with this decode can meet the 2x target here",
+                   rates["decode_all_cores"] / rates["per_file_dataloader_jpg_frames_warm"], 2.0))
     if "training_2_workers" in rates:
         checks.append(("2 training workers >= 1.7x one", rates["training_2_workers"] / rates["training_1_workers"], 1.7))
     checks.append(("this machine's ceiling: 2 independent one-thread model processes >= 1.7x one",
