@@ -80,3 +80,18 @@ def test_a_frozen_encoder_remembers_training_audio_and_gives_the_same_embeddings
     assert torch.allclose(again[:2], first[[2, 0]], atol=1e-5)
     assert torch.allclose(again, encoder.eval()(mixed), atol=1e-4)
     assert len(encoder._seen) == 4  # evaluation adds nothing
+    encoder.remember_in_eval = True  # as the training loop's validation and the evaluate stage set it
+    calls.clear()
+    unseen = torch.randn(2, 16000) * 0.1
+    evaluated = encoder(torch.cat([mixed, unseen]))
+    assert calls == [2] and len(encoder._seen) == 6
+    assert torch.equal(encoder(unseen), evaluated[3:]) and calls == [2]  # the second time from memory
+
+
+def test_a_trainable_encoder_remembers_only_in_eval_mode_when_asked():
+    encoder = build_audio_encoder("vggish_lite", frozen=False)
+    encoder.remember_in_eval = True  # as the evaluate stage sets it: nothing trains this model there
+    audio = torch.randn(2, 16000) * 0.1
+    assert encoder.train()(audio).requires_grad and not encoder._seen  # training: a graph, no memory
+    evaluated = encoder.eval()(audio)
+    assert len(encoder._seen) == 2 and torch.equal(encoder(audio), evaluated)

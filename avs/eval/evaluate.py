@@ -57,6 +57,7 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     folder = model_dir(cfg, repo_root)
     torch.set_num_threads(os.cpu_count() or 1)
     model, model_cfg = load_model(folder)
+    model.audio.remember_in_eval = True  # nothing trains it here; the mirrored pass and swapped probe repeat seconds
     files = shard_files(shards_dir(cfg, repo_root), e.split)
     image_size, num_frames = inference_size(model_cfg, e), max_frames(files)
     audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping

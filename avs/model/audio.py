@@ -119,6 +119,10 @@ class AudioEncoder(nn.Module):
     when the model trains) and runs without building a graph. In training it also remembers the
     embedding of every second of audio it has seen (keyed by the samples' bytes): training shows
     the same clips every epoch, and recomputing a frozen aisfx costs a quarter of a CPU step.
+    With `remember_in_eval`, any encoder remembers in eval mode (without a graph): set it only
+    while the weights cannot change (a frozen encoder, or a model that nothing trains) and where
+    evaluation sees the same seconds again (the training loop's validation every epoch, the
+    evaluate stage's mirrored pass and swapped-audio probe); inference on new videos leaves it off.
     """
 
     max_cached = 200_000  # seconds of audio (about 400 MB of 512-d embeddings)
@@ -130,6 +134,7 @@ class AudioEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.frozen = frozen
         self._seen: dict[bytes, torch.Tensor] = {}
+        self.remember_in_eval = False
         if frozen:
             self.network.requires_grad_(False)
 
@@ -141,10 +146,14 @@ class AudioEncoder(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Args: waveform (N, 16000). Returns: (N, embed_dim)."""
-        if not self.frozen:
-            return self._embed(waveform)
-        with torch.no_grad():
-            return self._remembered(waveform) if self.training else self._embed(waveform)
+        remember = self.remember_in_eval if not self.training else self.frozen
+        if remember:
+            with torch.no_grad():
+                return self._remembered(waveform)
+        if self.frozen:
+            with torch.no_grad():
+                return self._embed(waveform)
+        return self._embed(waveform)
 
     def _embed(self, waveform: torch.Tensor) -> torch.Tensor:
         # spectrograms in float32 even under bf16 autocast (the STFT has no bf16 kernel)

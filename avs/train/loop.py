@@ -89,7 +89,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank = context.get_world_rank()
     use_bf16 = cfg.train.use_gpu and torch.cuda.is_available()
 
-    model = ray.train.torch.prepare_model(build_model(cfg))
+    network = build_model(cfg)
+    network.audio.remember_in_eval = network.audio.frozen  # validation shows the same seconds every epoch
+    model = ray.train.torch.prepare_model(network)
     device = ray.train.torch.get_device()
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = loop_config["steps_per_epoch"]
