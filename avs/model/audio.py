@@ -146,14 +146,11 @@ class AudioEncoder(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Args: waveform (N, 16000). Returns: (N, embed_dim)."""
-        remember = self.remember_in_eval if not self.training else self.frozen
-        if remember:
-            with torch.no_grad():
-                return self._remembered(waveform)
-        if self.frozen:
-            with torch.no_grad():
-                return self._embed(waveform)
-        return self._embed(waveform)
+        remember = self.frozen if self.training else self.remember_in_eval
+        if not (remember or self.frozen):
+            return self._embed(waveform)
+        with torch.no_grad():
+            return self._remembered(waveform) if remember else self._embed(waveform)
 
     def _embed(self, waveform: torch.Tensor) -> torch.Tensor:
         # spectrograms in float32 even under bf16 autocast (the STFT has no bf16 kernel)
