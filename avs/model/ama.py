@@ -111,7 +111,9 @@ class AudioGuidedAlignment(nn.Module):
         total = weights.new_zeros(n * num_groups, h).index_add(0, flat_rows, weights)  # (N*P, h)
         weights = weights / total[flat_rows]
         weighted = (weights[..., None] * values.flatten(0, 1).unflatten(-1, (h, d))).flatten(1)  # (N*L, C)
-        return values.new_zeros(n * num_groups, c).index_add(0, flat_rows, weighted).view(n, num_groups, c)
+        # summed in the weights' dtype: under CUDA autocast exp gives float32 weights while the
+        # values stay bfloat16, and index_add needs one dtype
+        return weighted.new_zeros(n * num_groups, c).index_add(0, flat_rows, weighted).view(n, num_groups, c)
 
     def forward(self, features: torch.Tensor, audio: torch.Tensor) -> Alignment:
         """Args: features (N, C, H, W) of N frames; audio (N, A) each frame's audio embedding."""
