@@ -57,7 +57,8 @@ from avs.data.audio import to_pcm16
 from avs.data.media import SAMPLE_RATE
 from avs.data.shards import SCHEMA, decode_row, encode_jpeg, encode_png
 from avs.data.stages import shards_dir
-from avs.data.stream import CollateClips, DecodeClips, max_frames, read_clips, read_shard_rows, shard_files
+from avs.data.collate import CollateClips
+from avs.data.stream import DecodeClips, max_frames, read_clips, read_shard_rows, shard_files
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -190,7 +191,7 @@ def model_rate(cfg, num_frames: int, steps: int, ddp: bool = False) -> float:
     """Clips/s of forward + backward + optimizer steps on random batches; `ddp`: wrapped in
     DistributedDataParallel (the process group must be initialised), as a training worker's model is."""
     from avs.model import build_model, compute_losses
-    from avs.train.loop import make_optimizer
+    from avs.train.step import make_optimizer
 
     model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone_weights=None))).train()
     if ddp:

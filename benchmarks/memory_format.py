@@ -23,7 +23,7 @@ import torch
 from avs.config import Config, load_config
 from avs.eval.inference import inference_size
 from avs.model import build_model, compute_losses
-from avs.train.loop import make_optimizer
+from avs.train.step import make_optimizer
 from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py: same inputs and results files
 
 LAYOUTS = {"NCHW": torch.contiguous_format, "NHWC (channels-last, the default)": torch.channels_last}

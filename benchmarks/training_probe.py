@@ -39,7 +39,7 @@ from avs.eval.evaluate import decoded_batches
 from avs.eval.metrics import BinaryMeter
 from avs.model import build_model, compute_losses
 from avs.model.saved import foreground_probability
-from avs.train.loop import make_optimizer, warmup_cosine
+from avs.train.step import make_optimizer, warmup_cosine
 
 RESULTS = Path(__file__).parent / "results" / "training_probe.jsonl"
 

@@ -110,7 +110,7 @@ def test_binding_loss_skips_unlabelled_and_empty_frames_and_same_clip_negatives(
 
 def test_training_targets_are_the_sounding_or_every_visible_object():
     from avs.data.stream import ClipBatch
-    from avs.train.loop import _targets
+    from avs.train.step import training_targets
 
     sounding = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     sounding[:, :, :4] = 1
@@ -119,14 +119,13 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
     batch = ClipBatch(frames=torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8), audio=torch.zeros(2, 3, 16000),
                       masks=sounding, labelled=torch.tensor([[True, True, False]] * 2), sounding=torch.ones(2, 3, dtype=torch.bool),
                       visible=visible, has_visible=torch.tensor([True, True]), subset=["ms3", "ms3"], clip_id=["a", "b"])
-    masks, labelled = _targets(batch, "sounding")
+    masks, labelled = training_targets(batch, "sounding")
     assert torch.equal(masks, sounding.long()) and torch.equal(labelled, batch.labelled)
-    masks, labelled = _targets(batch, "visible")
+    masks, labelled = training_targets(batch, "visible")
     assert torch.equal(masks, visible.long()) and torch.equal(labelled, batch.labelled)
 
-    # validation never records gradients (its decorator once slipped onto _targets)
-    from avs.config import config_from_dict
-    from avs.train.loop import validate
+    # validation never records gradients (its decorator once slipped onto the targets function)
+    from avs.train.step import validate
 
     class Recorder(torch.nn.Module):
         def __init__(self):
@@ -137,12 +136,8 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
             self.grad_enabled.append(torch.is_grad_enabled())
             return {"logits": torch.zeros(*frames.shape[:2], 1, *frames.shape[-2:])}
 
-    class OneBatch:
-        def iter_torch_batches(self, **_):
-            yield batch
-
     model = Recorder()
-    results = validate(model, OneBatch(), config_from_dict({}), torch.device("cpu"), use_bf16=False)
+    results = validate(model, [batch], torch.device("cpu"), use_bf16=False)
     assert model.grad_enabled == [False] and 0.0 <= results["val/J"] <= 1.0
 
 

@@ -11,7 +11,8 @@ from avs.config import AugmentConfig, ConfigError
 from avs.data.audio import add_white_noise, to_pcm16
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
-from avs.data.stream import ClipBatch, CollateClips, DecodeClips, shard_files
+from avs.data.collate import CollateClips
+from avs.data.stream import ClipBatch, DecodeClips, shard_files
 
 
 def synthetic_table(num_frames: int = 4, size: int = 96, visible: bool = True) -> pa.Table:

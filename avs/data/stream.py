@@ -1,8 +1,9 @@
 """Ray Data input: read the Parquet shards, decode and augment clips in Ray Data, batch for workers.
 
 Decoding (JPEG/PNG) and augmentation run in Ray Data's `map_batches` tasks, streamed to each
-Ray Train worker with `get_dataset_shard(...).iter_torch_batches(...)`; the training loop only
-moves ready tensors to its device. The same code reads local folders and `s3://` URIs.
+Ray Train worker with `get_dataset_shard(...).iter_torch_batches(...)` (collated by
+`avs.data.collate.CollateClips`); the training loop only moves ready tensors to its device. The
+same code reads local folders and `s3://` URIs. Ray is imported only where a Dataset is built.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from ray.data.collate_fn import NumpyBatchCollateFn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -60,13 +60,6 @@ class ClipBatch:
     def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(frames as floats in [0, 1], audio waveform)."""
         return self.frames.float() / 255, self.audio
-
-
-class CollateClips(NumpyBatchCollateFn):
-    """`iter_torch_batches(collate_fn=CollateClips())`: numpy columns to a `ClipBatch`."""
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> ClipBatch:
-        return ClipBatch.from_numpy(batch)
 
 
 class DecodeClips:

@@ -17,18 +17,13 @@ import torch
 from torch import nn
 
 from avs.config import Config, config_from_dict
-from avs.data.stream import ClipBatch, CollateClips
-from avs.eval.metrics import BinaryMeter
-from avs.model import build_model, compute_losses
-from avs.model.saved import foreground_probability
-from avs.train.checkpoint import load_training_state, load_weights, read_state, unwrap, write_checkpoint
+from avs.data.collate import CollateClips
+from avs.model import build_model
+from avs.train.checkpoint import load_training_state, load_weights, read_state, write_checkpoint
+from avs.train.step import make_optimizer, train_step, validate, warmup_cosine
 
 
 T = TypeVar("T")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss stopped being a finite number."""
 
 
 class WaitClock:
@@ -48,31 +43,6 @@ class WaitClock:
             finally:
                 self.seconds += time.perf_counter() - started
             yield item
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """Learning-rate factor: linear warm-up, then cosine decay to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
-    """AdamW with the backbone at lr * backbone_lr_multiplier."""
-    backbone = {id(p) for p in unwrap(model).visual.parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(
-        [
-            {"params": [p for p in params if id(p) in backbone], "lr": cfg.train.lr * cfg.train.backbone_lr_multiplier},
-            {"params": [p for p in params if id(p) not in backbone], "lr": cfg.train.lr},
-        ],
-        weight_decay=cfg.train.weight_decay,
-    )
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -125,29 +95,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         for step, batch in enumerate(data_wait.timed(
             train_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2)
         )):
-            batch = batch.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                outputs = model(*batch.model_inputs())
-                losses = compute_losses(outputs, *_targets(batch, cfg.train.target), cfg.loss, epoch + step / steps_per_epoch)
-            if not torch.isfinite(losses["total"]):
-                terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                raise TrainingDiverged(
-                    f"epoch {epoch} step {step}: the loss is not finite ({terms}) on clips {batch.clip_id}; "
-                    "lower train.lr or train.grad_clip, or check these clips"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if cfg.train.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / steps_per_epoch,
+                                use_bf16, where=f"epoch {epoch} step {step}")
             for name, value in losses.items():
                 sums[name] += value.item()
             steps += 1
             clips += len(batch.clip_id)
         train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
         metrics = {f"train/{name}": total / max(1, steps) for name, total in sums.items()}
-        metrics.update(validate(model, val_data, cfg, device, use_bf16))
+        val_batches = val_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips())
+        metrics.update(validate(model, val_batches, device, use_bf16))
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
             {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / train_seconds,
@@ -164,57 +121,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 reported = ray.train.Checkpoint.from_directory(str(folder))
                 tracker.log(metrics, epoch)
             ray.train.report(metrics, checkpoint=reported)
-
-
-def _targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`).
-
-    `visible` needs every clip's visible-object masks: `train` checks the shards before Ray starts.
-    """
-    if target == "sounding":
-        return batch.masks.long(), batch.labelled
-    return (batch.visible > 0).long(), batch.labelled
-
-
-@torch.no_grad()
-def validate(model: nn.Module, data, cfg: Config, device: torch.device, use_bf16: bool) -> dict[str, float]:
-    """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
-    model.eval()
-    meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
-    for batch in data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips()):
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(*batch.model_inputs())["logits"]
-        probs = foreground_probability(logits)
-        truth = batch.masks > 0
-        for index, subset in enumerate(batch.subset):
-            labelled = batch.labelled[index]
-            for name in (subset, "all"):
-                meters[name].update(probs[index][labelled], truth[index][labelled])
-                if batch.has_visible[index]:  # the audio-blind reference: segment every visible object
-                    meters[f"{name}:visible"].update(batch.visible[index][labelled].float(), truth[index][labelled])
-    names = sorted({"all", *meters})
-    state = torch.stack([meters[n].state() for n in names])
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # every worker must take part with the same subsets: gather the names first
-        gathered: list[list[str]] = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
-        torch.distributed.all_gather_object(gathered, names)
-        names = sorted({n for worker in gathered for n in worker})
-        state = torch.stack([meters[n].state() for n in names])
-        state = state.to(device)  # NCCL reduces device tensors only
-        torch.distributed.all_reduce(state)
-        state = state.cpu()
-    results = {}
-    for name, row in zip(names, state):
-        meter = BinaryMeter()
-        meter.merge(row)
-        scores = meter.compute()
-        subset, _, reference = name.partition(":")
-        prefix = ("val" if subset == "all" else f"val_{subset}") + ("_visible_union" if reference else "")
-        results[f"{prefix}/J"] = scores["J"]
-        if not reference:
-            results[f"{prefix}/F"] = scores["F"]
-    return results
 
 
 def _worker_agreement(model: nn.Module, world_size: int) -> dict[str, float]:

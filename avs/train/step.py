@@ -1,0 +1,128 @@
+"""One optimisation step and one validation pass: the training loop's arithmetic, free of Ray.
+
+`avs.train.loop` runs these inside Ray Train; `benchmarks/gpu_epoch.py` runs them directly on a
+GPU, so that what it times is the same step the `train` stage takes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from avs.config import Config
+from avs.data.stream import ClipBatch
+from avs.eval.metrics import BinaryMeter
+from avs.model import compute_losses
+from avs.model.saved import foreground_probability
+from avs.train.checkpoint import unwrap
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number."""
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate factor: linear warm-up, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
+    """AdamW with the backbone at lr * backbone_lr_multiplier."""
+    backbone = {id(p) for p in unwrap(model).visual.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if id(p) in backbone], "lr": cfg.train.lr * cfg.train.backbone_lr_multiplier},
+            {"params": [p for p in params if id(p) not in backbone], "lr": cfg.train.lr},
+        ],
+        weight_decay=cfg.train.weight_decay,
+    )
+
+
+def training_targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`).
+
+    `visible` needs every clip's visible-object masks: `train` checks the shards before Ray starts.
+    """
+    if target == "sounding":
+        return batch.masks.long(), batch.labelled
+    return (batch.visible > 0).long(), batch.labelled
+
+
+def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
+               progress: float, use_bf16: bool, where: str) -> dict[str, torch.Tensor]:
+    """Forward (bf16 autocast when `use_bf16`), losses, backward, clipping, optimizer and scheduler step.
+
+    `batch` is on the model's device; `progress` is the epoch as a fraction (the KL annealing
+    reads it); `where` names the step in the error raised when the loss is not finite.
+    Returns the loss terms (detached).
+    """
+    device_type = batch.frames.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
+        outputs = model(*batch.model_inputs())
+        losses = compute_losses(outputs, *training_targets(batch, cfg.train.target), cfg.loss, progress)
+    if not torch.isfinite(losses["total"]):
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        raise TrainingDiverged(
+            f"{where}: the loss is not finite ({terms}) on clips {batch.clip_id}; "
+            "lower train.lr or train.grad_clip, or check these clips"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if cfg.train.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return {name: value.detach() for name, value in losses.items()}
+
+
+@torch.no_grad()
+def validate(model: nn.Module, batches: Iterable[ClipBatch], device: torch.device, use_bf16: bool) -> dict[str, float]:
+    """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
+    model.eval()
+    meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(*batch.model_inputs())["logits"]
+        probs = foreground_probability(logits)
+        truth = batch.masks > 0
+        for index, subset in enumerate(batch.subset):
+            labelled = batch.labelled[index]
+            for name in (subset, "all"):
+                meters[name].update(probs[index][labelled], truth[index][labelled])
+                if batch.has_visible[index]:  # the audio-blind reference: segment every visible object
+                    meters[f"{name}:visible"].update(batch.visible[index][labelled].float(), truth[index][labelled])
+    names = sorted({"all", *meters})
+    state = torch.stack([meters[n].state() for n in names])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # every worker must take part with the same subsets: gather the names first
+        gathered: list[list[str]] = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
+        torch.distributed.all_gather_object(gathered, names)
+        names = sorted({n for worker in gathered for n in worker})
+        state = torch.stack([meters[n].state() for n in names])
+        state = state.to(device)  # NCCL reduces device tensors only
+        torch.distributed.all_reduce(state)
+        state = state.cpu()
+    results = {}
+    for name, row in zip(names, state):
+        meter = BinaryMeter()
+        meter.merge(row)
+        scores = meter.compute()
+        subset, _, reference = name.partition(":")
+        prefix = ("val" if subset == "all" else f"val_{subset}") + ("_visible_union" if reference else "")
+        results[f"{prefix}/J"] = scores["J"]
+        if not reference:
+            results[f"{prefix}/F"] = scores["F"]
+    return results
