@@ -157,10 +157,16 @@ def breakdown(model_params: dict, args: argparse.Namespace) -> dict:
              "AMA": list(model.alignments.values()), "decoder + mask head": [model.decoder, model.mask_head],
              "UE (temporal attention + evidence)": [model.uncertainty]}
     totals = collections.defaultdict(float)
+
+    def clock() -> float:  # a GPU runs ahead of the host: wait for its work so that each module gets its own
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     for part, modules in parts.items():
         for module in modules:
-            module.register_forward_pre_hook(lambda m, i: setattr(m, "_start", time.perf_counter()))
-            module.register_forward_hook(lambda m, i, o, part=part: totals.__setitem__(part, totals[part] + time.perf_counter() - m._start))
+            module.register_forward_pre_hook(lambda m, i: setattr(m, "_start", clock()))
+            module.register_forward_hook(lambda m, i, o, part=part: totals.__setitem__(part, totals[part] + clock() - m._start))
     step(model, None, inputs, False, args.bf16)
     totals.clear()
     start = time.perf_counter()
