@@ -6,7 +6,11 @@ with `preprocess.on_error: skip`) instead of crashing a worker with a library tr
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +172,7 @@ def write_clip_video(
     import av
 
     height, width = frames.shape[1:3]
-    with av.open(str(path), "w") as container:
+    with _plain_ffmpeg(), av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         # One encoder thread: x264's output depends on its thread count, which it takes from
@@ -176,9 +180,11 @@ def write_clip_video(
         video.options = {"crf": "17", "preset": "veryfast", "threads": "1"}
         sound = container.add_stream("aac", rate=sample_rate)
         sound.layout = "mono"
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            for _ in range(fps):
+        for second, image in enumerate(frames):
+            planes = rgb_to_yuv420p(image)
+            for repeat in range(fps):
+                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                frame.pts, frame.time_base = second * fps + repeat, Fraction(1, fps)
                 container.mux(video.encode(frame))
         container.mux(video.encode())
         chunk = av.AudioFrame.from_ndarray(
@@ -190,6 +196,55 @@ def write_clip_video(
         chunk.pts, chunk.time_base = 0, Fraction(1, sample_rate)
         container.mux(sound.encode(chunk))
         container.mux(sound.encode(None))
+
+
+@lru_cache(maxsize=1)
+def _pyav_libavutil() -> ctypes.CDLL | None:
+    """The libavutil that PyAV's wheel bundles (av.libs/), or None where PyAV uses another."""
+    import av
+
+    found = sorted((Path(av.__file__).parent.parent / "av.libs").glob("libavutil-*.so*"))
+    return ctypes.CDLL(str(found[0])) if found else None
+
+
+@contextmanager
+def _plain_ffmpeg() -> Iterator[None]:
+    """Run FFmpeg's plain C code, not the SIMD code it picks for this CPU (`ffmpeg -cpuflags 0`).
+
+    FFmpeg's AAC encoder computes in floats and rounds differently in each SIMD variant, so the
+    same audio gave different mp4 bytes on different machines (x264 is unaffected: it has its own
+    CPU detection and bit-exact SIMD). Where PyAV does not use its bundled FFmpeg this does nothing.
+    """
+    library = _pyav_libavutil()
+    if library is None:
+        yield
+        return
+    previous = library.av_get_cpu_flags()
+    library.av_force_cpu_flags(0)
+    try:
+        yield
+    finally:
+        library.av_force_cpu_flags(previous)
+
+
+def rgb_to_yuv420p(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * 3 / 2, W) uint8 planar YUV 4:2:0 (BT.601, limited range), in integers.
+
+    FFmpeg's own conversion (swscale) picks SIMD code by the CPU and rounds differently in each,
+    so the same frames gave different mp4 bytes on different machines; integers give the same
+    planes everywhere, whatever FFmpeg's settings. Chroma is the rounded mean of each 2x2 block.
+    """
+    r, g, b = (image[..., c].astype(np.int32) for c in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+    height, width = y.shape
+
+    def subsample(plane: np.ndarray) -> np.ndarray:
+        blocks = plane.reshape(height // 2, 2, width // 2, 2).sum(axis=(1, 3))
+        return ((blocks + 2) >> 2).reshape(height // 4, width)  # two half-width rows per line of the layout
+
+    return np.concatenate([y, subsample(u), subsample(v)]).astype(np.uint8)
 
 
 def _first_line(err: BaseException) -> str:
