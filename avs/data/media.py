@@ -180,13 +180,9 @@ def write_clip_video(
         video.options = {"crf": "17", "preset": "veryfast", "threads": "1"}
         sound = container.add_stream("aac", rate=sample_rate)
         sound.layout = "mono"
-        for second, image in enumerate(frames):
-            planes = rgb_to_yuv420p(image)
-            for repeat in range(fps):
-                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-                frame.pts, frame.time_base = second * fps + repeat, Fraction(1, fps)
-                container.mux(video.encode(frame))
-        container.mux(video.encode())
+        # The audio goes first: muxed after the video, it left every video packet waiting in the
+        # muxer's interleaving queue, and now and then (more often on a busy machine) one of them
+        # was written with other bytes, so the same clip gave different files.
         chunk = av.AudioFrame.from_ndarray(
             np.clip(audio, -1.0, 1.0).astype(np.float32)[None, :], format="fltp", layout="mono"
         )
@@ -196,6 +192,13 @@ def write_clip_video(
         chunk.pts, chunk.time_base = 0, Fraction(1, sample_rate)
         container.mux(sound.encode(chunk))
         container.mux(sound.encode(None))
+        for second, image in enumerate(frames):
+            planes = rgb_to_yuv420p(image)
+            for repeat in range(fps):
+                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                frame.pts, frame.time_base = second * fps + repeat, Fraction(1, fps)
+                container.mux(video.encode(frame))
+        container.mux(video.encode())
 
 
 @lru_cache(maxsize=1)
