@@ -214,9 +214,11 @@ def _pyav_libavutil() -> ctypes.CDLL | None:
 def _plain_ffmpeg() -> Iterator[None]:
     """Run FFmpeg's plain C code, not the SIMD code it picks for this CPU (`ffmpeg -cpuflags 0`).
 
-    FFmpeg's AAC encoder computes in floats and rounds differently in each SIMD variant, so the
-    same audio gave different mp4 bytes on different machines (x264 is unaffected: it has its own
-    CPU detection and bit-exact SIMD). Where PyAV does not use its bundled FFmpeg this does nothing.
+    FFmpeg's AAC encoder computes in floats and gave other bytes for the same audio under each
+    SIMD level forced on one machine, as another CPU would pick (tests/test_media.py). x264 has its
+    own CPU detection and is not touched by this; its output still varies between fetches for a
+    reason not found (README: the embedded dataset). Where PyAV does not use its bundled FFmpeg
+    this does nothing.
     """
     library = _pyav_libavutil()
     if library is None:
@@ -233,9 +235,9 @@ def _plain_ffmpeg() -> Iterator[None]:
 def rgb_to_yuv420p(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H * 3 / 2, W) uint8 planar YUV 4:2:0 (BT.601, limited range), in integers.
 
-    FFmpeg's own conversion (swscale) picks SIMD code by the CPU and rounds differently in each,
-    so the same frames gave different mp4 bytes on different machines; integers give the same
-    planes everywhere, whatever FFmpeg's settings. Chroma is the rounded mean of each 2x2 block.
+    FFmpeg's own conversion (swscale) picks SIMD code by the CPU, and its results are not
+    guaranteed to agree between SIMD levels; integers give the same planes everywhere, whatever
+    FFmpeg's settings. Chroma is the rounded mean of each 2x2 block.
     """
     r, g, b = (image[..., c].astype(np.int32) for c in range(3))
     y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
