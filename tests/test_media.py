@@ -1,12 +1,18 @@
-"""Writing clip mp4s: the same bytes whatever SIMD code FFmpeg would pick on this CPU."""
+"""Writing clip mp4s: the same bytes whatever SIMD code FFmpeg or x264 would pick, in any run."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from avs.config import StampsConfig
+from avs.data import media
 from avs.data.media import _pyav_libavutil, read_video_frames, rgb_to_yuv420p, write_clip_video
+from avs.data.stamps.assets import STAMPS_SUBDIR, find_deb, load_backgrounds, load_stamps, same_recordings, unpack_deb
+from avs.data.stamps.build import SUBSETS, plan_subset
+from avs.data.stamps.compose import RenderedClip, render_scene
+from tests.conftest import REPO
 
-AVX2, FMA3, AVX512, AVX512ICL = 0x8000, 0x10000, 0x100000, 0x200000  # libavutil's AV_CPU_FLAG_*
+SSSE3, AVX2, FMA3, AVX512, AVX512ICL = 0x80, 0x8000, 0x10000, 0x100000, 0x200000  # libavutil's AV_CPU_FLAG_*
 
 
 def test_mp4_bytes_do_not_depend_on_the_cpus_simd(tmp_path):
@@ -65,8 +71,8 @@ def _write_clip_copies(args: tuple[str, int]) -> set[str]:
 
 
 def test_the_same_clip_gives_the_same_bytes_on_a_busy_machine(tmp_path):
-    # with the audio muxed after the video, some writes came out different when four
-    # processes wrote at once on two cores
+    # with x264's macroblock-tree rate control (mbtree=1) on an AVX-512 CPU, some writes came out
+    # different when four processes wrote at once on two cores
     import multiprocessing
 
     folders = [tmp_path / str(i) for i in range(4)]
@@ -75,3 +81,32 @@ def test_the_same_clip_gives_the_same_bytes_on_a_busy_machine(tmp_path):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         digests = set().union(*pool.map(_write_clip_copies, [(str(f), 30) for f in folders]))
     assert len(digests) == 1
+
+
+def _default_set_clips(subset: str, count: int) -> list[RenderedClip]:
+    """The first `count` rendered clips of a subset of the default embedded set (needs `make setup`'s .deb)."""
+    cfg = StampsConfig()
+    stamps = load_stamps(unpack_deb(find_deb(REPO / cfg.deb_dir), REPO / cfg.unpack_dir) / STAMPS_SUBDIR)
+    plan = plan_subset(cfg, subset, stamps, load_backgrounds(), same_recordings(stamps))[:count]
+    return [render_scene(np.random.default_rng([cfg.seed, SUBSETS.index(subset), index, 1]), clip.scene,
+                         cfg.source_dbfs, cfg.noise_dbfs) for index, clip in enumerate(plan)]
+
+
+def test_x264_bytes_do_not_depend_on_its_simd_level(tmp_path, monkeypatch):
+    # x264 picks its own SIMD code (FFmpeg's flags do not reach it); forcing its `asm` level shows
+    # what another CPU would write. The levels this CPU lacks are left out.
+    library = _pyav_libavutil()
+    detected = library.av_get_cpu_flags()
+    levels = [name for name, flag in (("SSSE3", SSSE3), ("AVX2", AVX2), ("AVX512", AVX512)) if detected & flag]
+    assert "SSSE3" in levels, "x86-64 CPUs without SSSE3 are not supported"
+    clips = _default_set_clips("hard", 16)  # with mbtree, AVX-512 gave other bytes for some of these
+    written = {}
+    for level in levels:
+        options = dict(media.X264_OPTIONS)
+        options["x264-params"] = f"{options['x264-params']}:asm={level}"
+        monkeypatch.setattr(media, "X264_OPTIONS", options)
+        for index, clip in enumerate(clips):
+            path = tmp_path / f"{level}_{index}.mp4"
+            write_clip_video(path, clip.frames, clip.audio, fps=4)
+            written.setdefault(index, set()).add(path.read_bytes())
+    assert all(len(files) == 1 for files in written.values()), [i for i, files in written.items() if len(files) > 1]

@@ -20,6 +20,16 @@ from avs.data.errors import DataError
 
 SAMPLE_RATE = 16_000
 AUDIO_FILE_SUFFIXES = {".wav", ".ogg", ".flac"}
+# The embedded set must come out byte-identical on every machine and in every run.
+# - One thread: x264's output depends on its thread count, which it takes from the CPUs it may use.
+# - No macroblock-tree rate control (mbtree=0): with it, x264's AVX-512 code made the output depend
+#   on what the process had encoded before (the default set's 440 clips written in reverse order in
+#   another process gave 28 other files; two fetches side by side, 45). Limited to AVX2 it did not,
+#   but its bytes then differed from the AVX-512 ones. Without it, SSSE3, AVX2 and AVX-512 give the
+#   same bytes (tests/test_media.py), in any order. Only plain SSE2 and C give others.
+#   (An earlier fix, muxing the audio first, only hid this in one test; with mbtree the test fails
+#   whichever goes first.)
+X264_OPTIONS = {"crf": "17", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
 # Silence below this peak amplitude (about -80 dBFS) counts as "no signal at all".
 SILENT_PEAK = 1e-4
 
@@ -175,14 +185,10 @@ def write_clip_video(
     with _plain_ffmpeg(), av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        # One encoder thread: x264's output depends on its thread count, which it takes from
-        # the CPUs it may use, and the embedded set must be byte-identical on every machine.
-        video.options = {"crf": "17", "preset": "veryfast", "threads": "1"}
+        video.options = dict(X264_OPTIONS)
         sound = container.add_stream("aac", rate=sample_rate)
         sound.layout = "mono"
-        # The audio goes first: muxed after the video, it left every video packet waiting in the
-        # muxer's interleaving queue, and now and then (more often on a busy machine) one of them
-        # was written with other bytes, so the same clip gave different files.
+        # The whole (short) audio track is muxed first, then the video.
         chunk = av.AudioFrame.from_ndarray(
             np.clip(audio, -1.0, 1.0).astype(np.float32)[None, :], format="fltp", layout="mono"
         )
@@ -216,9 +222,8 @@ def _plain_ffmpeg() -> Iterator[None]:
 
     FFmpeg's AAC encoder computes in floats and gave other bytes for the same audio under each
     SIMD level forced on one machine, as another CPU would pick (tests/test_media.py). x264 has its
-    own CPU detection and is not touched by this; its output still varies between fetches for a
-    reason not found (README: the embedded dataset). Where PyAV does not use its bundled FFmpeg
-    this does nothing.
+    own CPU detection and is not touched by this (see `X264_OPTIONS`). Where PyAV does not use
+    its bundled FFmpeg this does nothing.
     """
     library = _pyav_libavutil()
     if library is None:
