@@ -74,7 +74,7 @@ def test_no_clip_holds_two_stamps_with_one_recording(stamps_root, package_stamps
 def test_deterministic_from_the_seed(stamps_root, tmp_path):
     again = tmp_path / "again"
     build_stamps(small_stamps_config(), again, repo_root=REPO, progress=False)
-    for pattern in ("*.csv", "*.png", "categories.json"):
+    for pattern in ("*.csv", "*.png", "*.mp4", "categories.json"):
         assert _files(stamps_root, pattern) == _files(again, pattern), pattern
     first, second = load_stamps_source(stamps_root).clips, load_stamps_source(again).clips
     for a, b in zip(first[:6], second[:6]):
