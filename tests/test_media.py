@@ -8,8 +8,8 @@ from avs.config import StampsConfig
 from avs.data import media
 from avs.data.media import _pyav_libavutil, read_video_frames, rgb_to_yuv420p, write_clip_video
 from avs.data.stamps.assets import STAMPS_SUBDIR, find_deb, load_backgrounds, load_stamps, same_recordings, unpack_deb
-from avs.data.stamps.build import SUBSETS, plan_subset
-from avs.data.stamps.compose import RenderedClip, render_scene
+from avs.data.stamps.build import plan_subset, render_planned
+from avs.data.stamps.compose import RenderedClip
 from tests.conftest import REPO
 
 SSSE3, AVX2, FMA3, AVX512, AVX512ICL = 0x80, 0x8000, 0x10000, 0x100000, 0x200000  # libavutil's AV_CPU_FLAG_*
@@ -88,14 +88,14 @@ def _default_set_clips(subset: str, count: int) -> list[RenderedClip]:
     cfg = StampsConfig()
     stamps = load_stamps(unpack_deb(find_deb(REPO / cfg.deb_dir), REPO / cfg.unpack_dir) / STAMPS_SUBDIR)
     plan = plan_subset(cfg, subset, stamps, load_backgrounds(), same_recordings(stamps))[:count]
-    return [render_scene(np.random.default_rng([cfg.seed, SUBSETS.index(subset), index, 1]), clip.scene,
-                         cfg.source_dbfs, cfg.noise_dbfs) for index, clip in enumerate(plan)]
+    return [render_planned(cfg, subset, index, clip) for index, clip in enumerate(plan)]
 
 
 def test_x264_bytes_do_not_depend_on_its_simd_level(tmp_path, monkeypatch):
     # x264 picks its own SIMD code (FFmpeg's flags do not reach it); forcing its `asm` level shows
     # what another CPU would write. The levels this CPU lacks are left out.
     library = _pyav_libavutil()
+    assert library is not None, "the pinned PyAV wheel bundles its FFmpeg in av.libs/"
     detected = library.av_get_cpu_flags()
     levels = [name for name, flag in (("SSSE3", SSSE3), ("AVX2", AVX2), ("AVX512", AVX512)) if detected & flag]
     assert "SSSE3" in levels, "x86-64 CPUs without SSSE3 are not supported"

@@ -37,7 +37,9 @@ from avs.data.stamps.assets import (
     COPYRIGHT_FILE, LOOKALIKE_GROUPS, PACKAGE, STAMPS_SUBDIR, Stamp, find_deb, load_backgrounds,
     load_stamps, same_recordings, unpack_deb,
 )
-from avs.data.stamps.compose import Placement, Scene, SceneObject, crop_background, drift, render_scene
+from avs.data.stamps.compose import (
+    Placement, RenderedClip, Scene, SceneObject, crop_background, drift, render_scene,
+)
 
 SUBSETS = ("s4", "ms3", "hard")
 SILENT_SECOND_P = 0.2  # ms3: chance that a second has no sounding object
@@ -219,13 +221,18 @@ def _split_of(seed: int, subset: str, key: str, val_fraction: float, test_fracti
     return "train"
 
 
+def render_planned(cfg: StampsConfig, subset: str, index: int, clip: PlannedClip) -> RenderedClip:
+    """Frames, masks and audio of the `index`-th planned clip of `subset` (its own seeded draws)."""
+    rng = np.random.default_rng([cfg.seed, SUBSETS.index(subset), index, 1])
+    return render_scene(rng, clip.scene, cfg.source_dbfs, cfg.noise_dbfs)
+
+
 def _write_subset(cfg: StampsConfig, root: Path, subset: str, plan: list[PlannedClip], progress: bool) -> dict:
     data = root / f"{subset}_data"
     rows = []
     bar = tqdm(plan, desc=f"stamps/{subset}", unit="clip", disable=not progress)
     for index, clip in enumerate(bar):
-        rng = np.random.default_rng([cfg.seed, SUBSETS.index(subset), index, 1])
-        rendered = render_scene(rng, clip.scene, cfg.source_dbfs, cfg.noise_dbfs)
+        rendered = render_planned(cfg, subset, index, clip)
         where = Path(clip.split) / clip.category if subset == "s4" else Path(clip.split)
         video = data / "raw_videos" / (where if subset == "s4" else Path()) / f"{clip.name}.mp4"
         video.parent.mkdir(parents=True, exist_ok=True)
