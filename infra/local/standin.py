@@ -8,7 +8,8 @@ It starts
     (s3://avs/dvc) and Ray Train's storage_path (s3://avs/ray);
   - an MLflow tracking server (SQLite + local artifacts, `avs.track.server`);
   - a two-node Ray cluster: `ray start --head` and a second `ray start --address`, each with its
-    own custom resource (`avs_head`, `avs_second`) and a shared authentication token.
+    own custom resource (`avs_head`, `avs_second`), its own node label (`avs-node=head`,
+    `avs-node=second`) and a shared authentication token.
 The S3 and MLflow servers listen on 127.0.0.1 only (the test checks it). Ray 2.60's processes do
 not all follow `--node-ip-address 127.0.0.1`: measured, its client server also listens on the
 machine's address and some core-worker gRPC ports on all interfaces; on a shared machine, keep
@@ -97,8 +98,10 @@ def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3) -> Iter
             raise RuntimeError(f"ray {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
     try:
-        ray("start", "--head", "--port", port, "--include-dashboard", "false", *common, "--resources", '{"avs_head": 1}')
-        ray("start", "--address", f"{HOST}:{port}", *common, "--resources", '{"avs_second": 1}')
+        ray("start", "--head", "--port", port, "--include-dashboard", "false", *common,
+            "--resources", '{"avs_head": 1}', "--labels", "avs-node=head")
+        ray("start", "--address", f"{HOST}:{port}", *common,
+            "--resources", '{"avs_second": 1}', "--labels", "avs-node=second")
         yield {**env, "RAY_ADDRESS": f"{HOST}:{port}"}
     finally:
         subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, timeout=180, env=full_env)
