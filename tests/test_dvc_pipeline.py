@@ -48,12 +48,21 @@ def test_repro_runs_once_and_reruns_only_what_changed(project):
     again = _dvc(project, "repro")
     assert "Running stage" not in again and "up to date" in again
 
-    _set(project, "preprocess", "jpeg_quality", 80)
+    # an evaluation setting reruns evaluation and registration only
+    _set(project, "evaluate", "overlays", 2)
     changed = _dvc(project, "repro")
-    assert "Stage 'fetch' didn't change, skipping" in changed and "Stage 'weights' didn't change, skipping" in changed
-    assert "Running stage 'preprocess'" in changed and "Running stage 'train'" in changed
-    assert "Running stage 'register'" in changed
+    for stage in ("fetch", "preprocess", "weights", "train"):
+        assert f"Stage '{stage}' didn't change, skipping" in changed
+    assert "Running stage 'evaluate'" in changed and "Running stage 'register'" in changed
     assert json.loads((project / "reports/stamps/registered.json").read_text())["version"] == "2"
+
+    # new shards make training and evaluation stale: `dvc status` says so without training again
+    _set(project, "preprocess", "jpeg_quality", 80)
+    _dvc(project, "repro", "preprocess")
+    status = _dvc(project, "status")
+    for stage in ("train", "evaluate"):
+        assert f"{stage}:\n\tchanged deps:\n\t\tmodified:           data/shards/stamps" in status, status
+    assert "fetch:" not in status and "weights:" not in status
 
     _set(project, "stamps", "seed", 7)
     status = _dvc(project, "status")
