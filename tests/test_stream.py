@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -116,6 +118,18 @@ def test_eval_resizes_pads_and_collates():
     assert batch.has_visible.tolist() == [False] and batch.subset == ["ms3"]
     frames, _ = batch.model_inputs()
     assert frames.dtype == torch.float32 and frames.max() <= 1
+
+
+def test_batches_from_read_only_arrays_are_writable_copies():
+    columns = DecodeClips(image_size=32, num_frames=4, augment=None)(synthetic_table())
+    for array in columns.values():
+        array.flags.writeable = False  # as Ray Data's zero-copy views of its object store are
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch warns when it wraps a non-writable array
+        batch = CollateClips()(columns)
+    batch.masks[0, 0] = 7  # an in-place change stays in the batch's own memory
+    assert batch.masks[0, 0].eq(7).all() and not (columns["masks"][0, 0] == 7).any()
+    assert not np.shares_memory(batch.frames.numpy(), columns["frames"])
 
 
 def test_missing_manifest_or_split_is_a_clear_error(tmp_path):

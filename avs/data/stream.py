@@ -40,15 +40,15 @@ class ClipBatch:
 
     @classmethod
     def from_numpy(cls, batch: dict[str, np.ndarray]) -> ClipBatch:
-        """Numpy columns (as `DecodeClips` writes them) to typed tensors."""
+        """Numpy columns (as `DecodeClips` writes them) to typed tensors that own writable memory."""
         return cls(
-            frames=torch.from_numpy(batch["frames"]),
-            audio=torch.from_numpy(batch["audio"]),
-            masks=torch.from_numpy(batch["masks"]),
-            labelled=torch.from_numpy(batch["labelled"]),
-            sounding=torch.from_numpy(batch["sounding"]),
-            visible=torch.from_numpy(batch["visible"]),
-            has_visible=torch.from_numpy(batch["has_visible"]),
+            frames=_writable_tensor(batch["frames"]),
+            audio=_writable_tensor(batch["audio"]),
+            masks=_writable_tensor(batch["masks"]),
+            labelled=_writable_tensor(batch["labelled"]),
+            sounding=_writable_tensor(batch["sounding"]),
+            visible=_writable_tensor(batch["visible"]),
+            has_visible=_writable_tensor(batch["has_visible"]),
             subset=[str(s) for s in batch["subset"]],
             clip_id=[str(c) for c in batch["clip_id"]],
         )
@@ -60,6 +60,16 @@ class ClipBatch:
     def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(frames as floats in [0, 1], audio waveform)."""
         return self.frames.float() / 255, self.audio
+
+
+def _writable_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over `array`, or over a copy of it when it is read-only.
+
+    Ray Data hands `iter_torch_batches` zero-copy views of its object store, which are read-only:
+    a tensor over one would make any in-place change (a user's own loss or augmentation) undefined
+    behaviour. The copy costs about 2 MB per training batch.
+    """
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 class DecodeClips:
