@@ -1,6 +1,7 @@
 """DVC stage `train`: models/<dataset>/ and metrics/train.json, metrics/train_history.csv.
 
-Ray Data's live progress bars are turned off here: in a DVC log they print a line per update.
+Live progress bars (Ray Data's, the epoch's steps) are turned off here: in a DVC log they print a
+line per update. Rank 0 still logs one line per epoch.
 """
 
 import sys

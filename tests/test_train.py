@@ -34,9 +34,9 @@ def write_params(repo: Path, name: str, **train) -> Path:
     return path
 
 
-def start_training(repo: Path, params: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_training(repo: Path, params: Path, env: dict[str, str] | None = None, progress: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "avs.cli", "--no-progress", "--params", str(params), "train"],
+        [sys.executable, "-m", "avs.cli", *([] if progress else ["--no-progress"]), "--params", str(params), "train"],
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
     )
 
@@ -63,7 +63,13 @@ def history_epochs(repo: Path) -> list[int]:
 
 
 def test_two_workers_train_in_sync_and_export(stamps_repo):
-    output = finish(start_training(stamps_repo, write_params(stamps_repo, "ddp", num_workers=2)))
+    # with progress bars, as `dvc repro` runs it
+    output = finish(start_training(stamps_repo, write_params(stamps_repo, "ddp", num_workers=2), progress=True))
+    # rank 0's step bar (drawn by the driver) and one line per epoch, once (the driver may stop
+    # before the last epoch's lines reach it, so the first epoch's are checked)
+    assert re.search(r"train epoch 0 \(1/2\).*\d+/\d+", output), output[-3000:]
+    summary = r"avs train: epoch 0 \(1/2\): loss [\d.]+, val J [\d.]+ \(hard [\d.]+, ms3 [\d.]+, s4 [\d.]+\), [\d.]+ clips/s"
+    assert len(re.findall(summary, output)) == 1, output[-3000:]
     metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
     assert metrics["workers_in_sync"] == 1.0 and metrics["epoch"] == 1
     assert 0 <= metrics["val_J"] <= 1 and "val_ms3_J" in metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -24,6 +25,9 @@ from avs.train.step import make_optimizer, train_step, validate, warmup_cosine
 
 
 T = TypeVar("T")
+# Through logging, not print: Ray Train patches a worker's print into its logger and also echoes
+# it to stdout once anything has wrapped sys.stdout, so a printed line reached the log twice.
+log = logging.getLogger(__name__)
 
 
 class WaitClock:
@@ -48,9 +52,10 @@ class WaitClock:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Train for `train.epochs`, validating and checkpointing after every epoch.
 
-    `loop_config` holds the resolved params (`config`), `threads`, `steps_per_epoch` and the
-    MLflow `run_id`/`tracking_uri` that rank 0 logs to. On a restart (a worker died, or the
-    stage was interrupted and run again) training resumes after the last reported checkpoint.
+    `loop_config` holds the resolved params (`config`), `threads`, `steps_per_epoch`, the
+    MLflow `run_id`/`tracking_uri` that rank 0 logs to and `progress` (rank 0 shows a bar of the
+    epoch's steps). On a restart (a worker died, or the stage was interrupted and run again)
+    training resumes after the last reported checkpoint.
     """
     cfg: Config = config_from_dict(loop_config["config"])
     torch.set_num_threads(loop_config["threads"])
@@ -81,7 +86,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             saved = read_state(folder)
             start_epoch, history = saved["epoch"] + 1, saved["history"]
         if rank == 0:
-            print(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}", flush=True)
+            log.info(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}")
     tracker = _Tracker(loop_config) if rank == 0 else None
 
     train_data = ray.train.get_dataset_shard("train")
@@ -92,6 +97,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         sums: dict[str, float] = defaultdict(float)
         steps = clips = 0
         data_wait = WaitClock()
+        bar = _step_bar(f"train epoch {epoch} ({epoch + 1}/{cfg.train.epochs})", steps_per_epoch) \
+            if rank == 0 and loop_config.get("progress") else None
         for step, batch in enumerate(data_wait.timed(
             train_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2)
         )):
@@ -101,6 +108,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 sums[name] += value.item()
             steps += 1
             clips += len(batch.clip_id)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.total = steps  # steps_per_epoch assumed an even split of the clips between workers
+            bar.close()
         train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
         metrics = {f"train/{name}": total / max(1, steps) for name, total in sums.items()}
         val_batches = val_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips())
@@ -112,6 +124,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
              "train/data_wait_share": data_wait.seconds / train_seconds, "lr": scheduler.get_last_lr()[-1]}
         )
         history.append(metrics)
+        if rank == 0:
+            log.info(epoch_summary(metrics, cfg.train.epochs, time.perf_counter() - started))
         with tempfile.TemporaryDirectory() as scratch:
             reported = None
             if rank == 0:
@@ -121,6 +135,23 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 reported = ray.train.Checkpoint.from_directory(str(folder))
                 tracker.log(metrics, epoch)
             ray.train.report(metrics, checkpoint=reported)
+
+
+def epoch_summary(metrics: dict[str, float], epochs: int, seconds: float) -> str:
+    """One readable line per epoch for the stage's log (every metric is in MLflow and train_history.csv)."""
+    subsets = ", ".join(f"{k[len('val_'):-len('/J')]} {v:.3f}" for k, v in sorted(metrics.items())
+                        if k.startswith("val_") and k.endswith("/J") and "visible_union" not in k)
+    epoch = int(metrics["epoch"])  # 0-based, as in train_history.csv and MLflow's steps
+    return (f"avs train: epoch {epoch} ({epoch + 1}/{epochs}): loss {metrics.get('train/total', math.nan):.4g}, "
+            f"val J {metrics['val/J']:.3f}" + (f" ({subsets})" if subsets else "")
+            + f", {metrics['train/clips_per_s']:.2f} clips/s, {seconds:.0f} s")
+
+
+def _step_bar(description: str, total: int):
+    """A progress bar of the epoch's steps that Ray draws in the driver's terminal (tqdm_ray)."""
+    from ray.experimental import tqdm_ray
+
+    return tqdm_ray.tqdm(desc=description, total=total, unit="step")
 
 
 def _worker_agreement(model: nn.Module, world_size: int) -> dict[str, float]:

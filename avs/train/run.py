@@ -70,7 +70,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": resolved, "threads": threads, "steps_per_epoch": steps_per_epoch,
-                           "run_id": run_id, "tracking_uri": uri},
+                           "run_id": run_id, "tracking_uri": uri, "progress": progress},
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
                                      resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}),
         run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=t.max_failures),
