@@ -34,10 +34,10 @@ def write_params(repo: Path, name: str, **train) -> Path:
     return path
 
 
-def start_training(repo: Path, params: Path, env: dict[str, str] | None = None, progress: bool = False) -> subprocess.Popen:
+def start_training(repo: Path, params: Path, progress: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "avs.cli", *([] if progress else ["--no-progress"]), "--params", str(params), "train"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
 
@@ -63,7 +63,7 @@ def history_epochs(repo: Path) -> list[int]:
 
 
 def test_two_workers_train_in_sync_and_export(stamps_repo):
-    # with progress bars, as `dvc repro` runs it
+    # with progress bars, as `avs train` run by hand shows them (the DVC stage turns them off)
     output = finish(start_training(stamps_repo, write_params(stamps_repo, "ddp", num_workers=2), progress=True))
     # rank 0's step bar (drawn by the driver) and one line per epoch, once (the driver may stop
     # before the last epoch's lines reach it, so the first epoch's are checked)
