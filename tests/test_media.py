@@ -110,3 +110,55 @@ def test_x264_bytes_do_not_depend_on_its_simd_level(tmp_path, monkeypatch):
             write_clip_video(path, clip.frames, clip.audio, fps=4)
             written.setdefault(index, set()).add(path.read_bytes())
     assert all(len(files) == 1 for files in written.values()), [i for i, files in written.items() if len(files) > 1]
+
+
+RESAMPLE_SCRIPT = """
+import hashlib, numpy as np
+from avs.data.media import resample
+x = np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.1
+print(hashlib.md5(resample(x, 44100, 16000).tobytes()).hexdigest())
+"""
+# md5 of RESAMPLE_SCRIPT's samples, measured on 2026-12-01 (AMD EPYC, AVX-512): another machine
+# that gets other samples would write another embedded set (other hashes in dvc.lock)
+RESAMPLED_MD5 = "dd89ff80cd2bfffe062d3616089ccee2"
+
+
+def test_resampled_audio_does_not_depend_on_the_cpus_simd():
+    # torchaudio's resampler gave other samples when torch or oneDNN ran other code for the same
+    # CPU (ATEN_CPU_CAPABILITY=default, ONEDNN_MAX_CPU_ISA=SSE41): 112 of the embedded set's 440
+    # mp4s changed. Here numpy, OpenBLAS and glibc's libm are held to lower SIMD levels.
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    lowered = {
+        "NPY_DISABLE_CPU_FEATURES": " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f)),
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F",
+        "ATEN_CPU_CAPABILITY": "default",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+    }
+    if platform.machine() == "x86_64":
+        lowered["OPENBLAS_CORETYPE"] = "Nehalem"
+    digests = []
+    for extra in ({}, lowered):
+        run = subprocess.run([sys.executable, "-c", RESAMPLE_SCRIPT], env={**os.environ, **extra}, cwd=REPO,
+                             capture_output=True, text=True, check=True)
+        digests.append(run.stdout.strip())
+    assert digests == [RESAMPLED_MD5, RESAMPLED_MD5]
+
+
+def test_resample_keeps_what_the_new_rate_can_hold_and_rounds_to_16_bits():
+    t_in, t_out = np.arange(44100) / 44100, np.arange(16000) / 16000
+    tone = lambda f, t: 0.5 * np.sin(2 * np.pi * f * t)  # noqa: E731
+    kept = media.resample(tone(1000, t_in).astype(np.float32), 44100, 16000)
+    assert kept.shape == (16000,) and kept.dtype == np.float32
+    middle = slice(800, -800)  # away from the edges, where the filter sees zeros
+    assert np.abs(kept[middle] - tone(1000, t_out)[middle]).max() < 2e-3
+    removed = media.resample(tone(10_000, t_in).astype(np.float32), 44100, 16000)  # above the new 8 kHz Nyquist
+    assert np.sqrt(np.mean(removed[middle] ** 2)) < 1e-3
+    assert np.array_equal(kept * media.PCM16_STEPS, np.round(kept * media.PCM16_STEPS))
+    same = np.linspace(-1, 1, 100, dtype=np.float32)
+    assert media.resample(same, 16000, 16000) is same  # nothing to do
