@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from avs.data.errors import DataError
-from avs.data.media import SAMPLE_RATE
+from avs.data.media import PCM_SCALE, SAMPLE_RATE
 
 # Audio shorter than T seconds by at most this much is padded with silence (codec tail loss).
 SHORT_AUDIO_TOLERANCE_S = 0.1
-PCM_SCALE = 32768.0
 
 
 def split_seconds(waveform: np.ndarray, num_seconds: int, source: str | Path) -> np.ndarray:

@@ -21,7 +21,7 @@ from avs.data.errors import DataError
 
 SAMPLE_RATE = 16_000
 AUDIO_FILE_SUFFIXES = {".wav", ".ogg", ".flac"}
-PCM16_STEPS = 32768.0  # resampled audio is rounded to multiples of 1 / PCM16_STEPS (16-bit PCM)
+PCM_SCALE = 32768.0  # 16-bit PCM: the shards' audio and resampled audio are multiples of 1 / PCM_SCALE
 # The embedded set must come out byte-identical on every machine and in every run.
 # - One thread: x264's output depends on its thread count, which it takes from the CPUs it may use.
 # - No macroblock-tree rate control (mbtree=0): with it, x264's AVX-512 code made the output depend
@@ -163,8 +163,9 @@ def resample(waveform: np.ndarray, source_rate: int, target_rate: int) -> np.nda
     scipy's polyphase filter runs in float64 with plain loops (no BLAS, no SIMD picked by the
     CPU), and the result is rounded to the 16-bit grid, so that a last-bit difference of float
     arithmetic cannot reach the samples. torchaudio's resampler, used until 2026-12-01, ran
-    through CPU-specific kernels: forcing torch's plain code (`ATEN_CPU_CAPABILITY=default`) on
-    one machine changed 69 of the embedded set's 78 recordings and 112 of its 440 mp4s.
+    through oneDNN's CPU-specific kernels: forcing lower levels on one machine
+    (`ONEDNN_MAX_CPU_ISA=SSE41`, `ATEN_CPU_CAPABILITY=default`) changed 69 of the embedded set's
+    78 recordings and 112 of its 440 mp4s.
     """
     if source_rate == target_rate:
         return waveform.astype(np.float32, copy=False)
@@ -172,7 +173,7 @@ def resample(waveform: np.ndarray, source_rate: int, target_rate: int) -> np.nda
 
     divisor = math.gcd(int(source_rate), int(target_rate))
     out = resample_poly(np.asarray(waveform, np.float64), int(target_rate) // divisor, int(source_rate) // divisor)
-    return (np.round(out * PCM16_STEPS) / PCM16_STEPS).astype(np.float32)
+    return (np.round(out * PCM_SCALE) / PCM_SCALE).astype(np.float32)
 
 
 def write_clip_video(
