@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avs.model.decoder import conv_norm_act
+from avs.model.decoder import GroupNorm, conv_norm_act
 
 
 class MaskRefiner(nn.Module):
@@ -25,7 +25,7 @@ class MaskRefiner(nn.Module):
     def __init__(self, *, decoder_dim: int, num_classes: int, dim: int):
         super().__init__()
         self.image = nn.Sequential(
-            nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False), nn.GroupNorm(min(8, dim), dim), nn.GELU(),
+            nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False), GroupNorm(min(8, dim), dim), nn.GELU(),
             conv_norm_act(dim, dim),
         )
         self.context = nn.Conv2d(decoder_dim, dim, 1)
