@@ -293,3 +293,57 @@ def test_built_in_channels_last_and_same_outputs_as_the_default_layout():
         fast, reference = model(video, audio), plain(video, audio)
     for key in ("logits", "mask_logits", "uncertainty"):
         torch.testing.assert_close(fast[key], reference[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_temporal_attention_is_multi_head_attention_across_frames_at_each_pixel(layout):
+    from avs.model.ue import TemporalAttention
+
+    torch.manual_seed(0)
+    b, t, c, h, w, heads = 2, 3, 16, 4, 5, 4
+    attention = TemporalAttention(dim=c, num_heads=heads, max_frames=8)
+    features = torch.randn(b * t, c, h, w).contiguous(memory_format=layout).unflatten(0, (b, t)).requires_grad_()
+    got = attention(features)
+
+    # the same weights in nn.MultiheadAttention, one sequence of T frames per (b, h, w)
+    reference = torch.nn.MultiheadAttention(c, heads, batch_first=True)
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(attention.qkv.weight)
+        reference.in_proj_bias.copy_(attention.qkv.bias)
+        reference.out_proj.weight.copy_(attention.out.weight)
+        reference.out_proj.bias.copy_(attention.out.bias)
+    x = features.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)  # (B*H*W, T, C)
+    normed = attention.norm(x + attention.position[:t])
+    expected = (x + reference(normed, normed, normed, need_weights=False)[0]).reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+    weights = torch.randn_like(got)
+    (grad,) = torch.autograd.grad((got * weights).sum(), features)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), features)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_narrow_group_norm_trains_in_nchw_and_infers_channels_last_with_the_same_values():
+    from avs.model.decoder import GroupNorm
+
+    torch.manual_seed(0)
+    norm, plain = GroupNorm(4, 16), torch.nn.GroupNorm(4, 16)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.normal_()
+    plain.load_state_dict(norm.state_dict())
+    x = torch.randn(3, 16, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
+    trained, expected = norm(x), plain(x)
+    assert trained.is_contiguous() and not expected.is_contiguous()  # the copy to NCHW happened
+    torch.testing.assert_close(trained, expected)
+    weights = torch.randn(3, 16, 8, 8)
+    grads = torch.autograd.grad((trained * weights).sum(), (x, norm.weight, norm.bias))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (x, plain.weight, plain.bias))
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        inferred = norm(x)
+    assert inferred.is_contiguous(memory_format=torch.channels_last)  # no copy without a graph
+    torch.testing.assert_close(inferred, expected.detach())
+    wide = GroupNorm(8, 64)(torch.randn(2, 64, 4, 4).contiguous(memory_format=torch.channels_last))
+    assert not wide.is_contiguous()  # wide inputs stay channels-last
