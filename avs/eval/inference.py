@@ -78,7 +78,9 @@ def guided_logits(logits: tuple[torch.Tensor, ...], frames: torch.Tensor, kernel
     probs = [torch.sigmoid(m.float()) if m.shape[2] == 1 else m.float().softmax(2) for m in logits]
     sizes = [p.shape[2] for p in probs]
     stacked = torch.cat(probs, 2).flatten(0, 1)  # (B*T, sum K, h, w): one set of guide statistics
-    filtered = guided_blur(frames.flatten(0, 1).float(), stacked, kernel, eps).unflatten(0, frames.shape[:2])
+    # separable: the window means as two 1-D passes, equal to the 2-D window to float rounding and
+    # faster (benchmarks/results/cpu_kernels.md)
+    filtered = guided_blur(frames.flatten(0, 1).float(), stacked, kernel, eps, separable=True).unflatten(0, frames.shape[:2])
     out = []
     for q in filtered.split(sizes, 2):
         q = q.clamp(_FLOOR, 1 - _FLOOR)
