@@ -14,8 +14,9 @@ to the object's edges. The model draws its mask at 1/4 scale (1/2 with `model.re
 embedded set's objects are small, with thin parts. On the validation split of the default model
 (176 px, mirrored; `benchmarks/guided_filter.py`, which has the sweep) a 21-pixel window with eps
 1e-4 raised J from 0.636 to 0.658 (s4 0.829 to 0.851, ms3 0.633 to 0.654, hard 0.381 to 0.406);
-windows of 15 to 25 pixels at eps 3e-5 to 3e-4 were all within 0.005 of it. It costs about 15 ms
-per 176 px frame on 2 CPU cores, against 39 ms for the mirrored model.
+windows of 15 to 25 pixels at eps 3e-5 to 3e-4 were all within 0.005 of it. With separable window
+means it costs about 17 ms per 176 px frame on 2 CPU cores (28 ms with kornia's default 2-D
+window; benchmarks/results/cpu_kernels.md), against about 40 ms for the mirrored model.
 """
 
 from __future__ import annotations
