@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python benchmarks/dpc_knn_cost.py
 	$(BIN)/python benchmarks/model_cost.py --rounds 5
 	$(BIN)/python benchmarks/memory_format.py
+	$(BIN)/python benchmarks/cpu_kernels.py
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/binding_probe.py
 	$(BIN)/python benchmarks/mask_resolution.py
