@@ -12,7 +12,8 @@
                       first two choices, against the model with both replaced
 
 Each pair runs in interleaved rounds in one process (medians), so the ratio compares like with
-like on whatever machine runs it; outputs are checked equal to float rounding first. Writes
+like on whatever machine runs it. First the two sides' results are compared (the input's gradient
+for forward + backward, the filtered maps) and the largest difference recorded. Writes
 benchmarks/results/cpu_kernels.{json,md}.
 
     python benchmarks/cpu_kernels.py [--rounds 9]
