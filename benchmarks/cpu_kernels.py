@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 import types
 from collections.abc import Callable
 
@@ -37,6 +36,7 @@ from avs.model import build_model, compute_losses
 from avs.model.decoder import GroupNorm
 from avs.model.ue import TemporalAttention
 from avs.train.step import make_optimizer
+from memory_format import timed  # benchmarks/memory_format.py
 from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py
 
 
@@ -82,8 +82,8 @@ def pairs(cfg) -> dict[str, tuple[Callable, Callable]]:
     refiner_input = torch.randn(clips * frames, width, size // 2, size // 2, generator=g)
     refiner_input = refiner_input.contiguous(memory_format=channels_last).requires_grad_()
 
-    attention = TemporalAttention(dim=cfg.model.decoder_dim, num_heads=cfg.model.ue.heads, max_frames=cfg.model.ue.max_frames)
-    reference = as_before(TemporalAttention(dim=cfg.model.decoder_dim, num_heads=cfg.model.ue.heads, max_frames=cfg.model.ue.max_frames))
+    shape = {"dim": cfg.model.decoder_dim, "num_heads": cfg.model.ue.heads, "max_frames": cfg.model.ue.max_frames}
+    attention, reference = TemporalAttention(**shape), as_before(TemporalAttention(**shape))
     reference.load_state_dict(attention.state_dict())
     decoded = torch.randn(clips * frames, cfg.model.decoder_dim, size // 4, size // 4, generator=g)
     decoded = decoded.contiguous(memory_format=channels_last).unflatten(0, (clips, frames)).requires_grad_()
@@ -137,9 +137,7 @@ def main() -> None:
             fn()  # warm-up
         for _ in range(args.rounds):
             for name, fn in (("ours", ours), ("before", before)):
-                started = time.perf_counter()
-                fn()
-                seconds.setdefault(work, {}).setdefault(name, []).append(time.perf_counter() - started)
+                seconds.setdefault(work, {}).setdefault(name, []).append(timed(fn, "cpu"))
         print(work, {name: round(statistics.median(v), 4) for name, v in seconds[work].items()}, flush=True)
     result = {
         "benchmark": "cpu_kernels", "device": device_label("cpu"), "cpus": os.cpu_count(), **vars(args),
