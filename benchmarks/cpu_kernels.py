@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import types
 from collections.abc import Callable
 
@@ -36,7 +35,7 @@ from avs.model import build_model, compute_losses
 from avs.model.decoder import GroupNorm
 from avs.model.ue import TemporalAttention
 from avs.train.step import make_optimizer
-from memory_format import timed  # benchmarks/memory_format.py
+from memory_format import interleaved_medians  # benchmarks/memory_format.py
 from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py
 
 
@@ -129,19 +128,13 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     cfg = load_config(args.params, ["model.backbone_weights=null"])  # random weights: timings do not depend on them
-    seconds, differences = {}, {}
-    for work, (ours, before) in pairs(cfg).items():
-        if not work.startswith("train step"):  # two steps of one model from one seed agree only up to the first update
-            differences[work] = (ours() - before()).abs().max().item()
-        for fn in (ours, before):
-            fn()  # warm-up
-        for _ in range(args.rounds):
-            for name, fn in (("ours", ours), ("before", before)):
-                seconds.setdefault(work, {}).setdefault(name, []).append(timed(fn, "cpu"))
-        print(work, {name: round(statistics.median(v), 4) for name, v in seconds[work].items()}, flush=True)
+    works = {work: {"ours": ours, "before": before} for work, (ours, before) in pairs(cfg).items()}
+    differences = {work: (fns["ours"]() - fns["before"]()).abs().max().item() for work, fns in works.items()
+                   if not work.startswith("train step")}  # two steps of one model from one seed agree only up to the first update
+    seconds = interleaved_medians(works, args.rounds)
     result = {
         "benchmark": "cpu_kernels", "device": device_label("cpu"), "cpus": os.cpu_count(), **vars(args),
-        "seconds": {work: {name: round(statistics.median(v), 4) for name, v in times.items()} for work, times in seconds.items()},
+        "seconds": seconds,
         "max_abs_difference": differences,
     }
     write_results("cpu_kernels", result, render(result), "cpu", False)

@@ -17,6 +17,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -35,6 +36,24 @@ def timed(fn, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def interleaved_medians(works: dict[str, dict[str, Callable[[], object]]], rounds: int) -> dict[str, dict[str, float]]:
+    """Each work's variants run once to warm up, then in turn for `rounds` rounds; median seconds (CPU).
+
+    Taking turns spreads a machine's drift (other load, clock changes) over every variant alike.
+    """
+    medians = {}
+    for work, variants in works.items():
+        for fn in variants.values():
+            fn()
+        seconds: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                seconds[name].append(timed(fn, "cpu"))
+        medians[work] = {name: round(statistics.median(times), 4) for name, times in seconds.items()}
+        print(work, medians[work], flush=True)
+    return medians
 
 
 def main() -> None:
