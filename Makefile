@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/cpu_kernels.py
 	$(BIN)/python benchmarks/cpu_bf16.py --rounds 15
 	$(BIN)/python benchmarks/data_throughput.py
+	$(BIN)/python benchmarks/cpu_share.py
 	$(BIN)/python benchmarks/binding_probe.py
 	$(BIN)/python benchmarks/mask_resolution.py
 
