@@ -1,7 +1,7 @@
 """Where the machine's cores go during a training epoch of the `train` stage, by kind of process.
 
 Runs the real `train` stage (`python -m avs.cli train`, 2 epochs, one thread per Ray Train
-worker, as `data_throughput.py` times it) in a scratch repository, once per worker count, and
+worker, in the scratch repository `data_throughput.py` times it in), once per worker count, and
 reads every process's CPU time from /proc (Linux) when rank 0 logs the end of epoch 0 and again
 at the end of epoch 1: the window is the second epoch (training steps, validation, checkpoint).
 Each process is put in one of these groups by its command line:
@@ -27,7 +27,6 @@ Writes benchmarks/results/cpu_share.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -36,10 +35,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from avs.config import load_config
+from avs.config import Config, load_config
 from avs.data.stages import shards_dir
+from avs.data.stream import shard_files
+from data_throughput import scratch_training  # benchmarks/data_throughput.py
+from model_cost import write_results  # benchmarks/model_cost.py
 
-RESULTS = Path(__file__).parent / "results"
 GROUPS = ("training workers", "Ray task workers", "Ray Data executors", "Ray services", "driver", "other", "idle")
 EPOCH_LINE = re.compile(r"avs train: epoch (\d+) \(.*, ([\d.]+) clips/s, (\d+) s")
 
@@ -92,22 +93,18 @@ def short_name(command: str) -> str:
     return program
 
 
-def epoch_window(workers: int, repo: Path, params: Path, scratch: Path) -> dict:
-    """Run the train stage with `workers` one-thread workers; CPU seconds per group over epoch 1."""
-    scratch_repo = scratch / f"repo{workers}"
-    (scratch_repo / "data" / "shards").mkdir(parents=True)
-    cfg = load_config(params)
-    (scratch_repo / "data" / "shards" / cfg.data.dataset).symlink_to(shards_dir(cfg, repo).resolve())
-    (scratch_repo / "data" / "weights").symlink_to((repo / "data" / "weights").resolve())
-    overrides = {"epochs": 2, "num_workers": workers, "threads_per_worker": 1, "storage_path": str(scratch / f"ray{workers}"),
-                 "tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "benchmark"}
+def epoch_window(cfg: Config, workers: int, repo: Path, params: Path, scratch: Path) -> dict:
+    """Run the train stage with `workers` one-thread workers (its output echoed); CPU seconds per
+    group over epoch 1."""
+    scratch_repo, settings = scratch_training(cfg, repo, workers, scratch)
     command = [sys.executable, "-m", "avs.cli", "--params", str(params), "--no-progress",
-               *[a for k, v in overrides.items() for a in ("--set", f"train.{k}={v}")], "train"]
+               *[a for k, v in settings.items() for a in ("--set", f"train.{k}={v}")], "train"]
     process = subprocess.Popen(command, cwd=scratch_repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONPATH": str(repo)})
     start = end = None
     epoch = {}
     for line in process.stdout:
+        print(line, end="", flush=True)
         match = EPOCH_LINE.search(line)
         if match and match[1] == "0":
             start = (time.perf_counter(), cpu_seconds())
@@ -115,7 +112,8 @@ def epoch_window(workers: int, repo: Path, params: Path, scratch: Path) -> dict:
             end = (time.perf_counter(), cpu_seconds())
             epoch = {"clips_per_s": float(match[2]), "seconds": float(match[3])}
     if process.wait() != 0 or start is None or end is None:
-        raise RuntimeError(f"the train stage with {workers} workers failed or logged no epochs: {' '.join(command)}")
+        raise RuntimeError(f"the train stage with {workers} workers failed or logged no epochs (its output is above): "
+                           f"{' '.join(command)}")
     wall = end[0] - start[0]
     used = dict.fromkeys(GROUPS, 0.0)
     services: dict[str, float] = {}
@@ -124,7 +122,8 @@ def epoch_window(workers: int, repo: Path, params: Path, scratch: Path) -> dict:
         group = group_of(name, process.pid, pid)
         used[group] += spent
         if group == "Ray services":
-            services[short_name(name)] = services.get(short_name(name), 0.0) + spent
+            service = short_name(name)
+            services[service] = services.get(service, 0.0) + spent
     used["idle"] = max(0.0, wall * os.cpu_count() - sum(used.values()))
     largest = dict(sorted(((n, s / wall) for n, s in services.items()), key=lambda item: -item[1])[:6])
     return {"workers": workers, "window_s": wall, **epoch, "cores": {g: s / wall for g, s in used.items()},
@@ -158,16 +157,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     repo = Path(".").resolve()
+    params = Path(args.params).resolve()
+    cfg = load_config(params)
+    shard_files(shards_dir(cfg, repo), "train")  # a clear error now if the shards are missing (`dvc repro preprocess`)
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for workers in args.workers:
             print(f"train stage, {workers} worker(s) ...", flush=True)
-            runs.append(epoch_window(workers, repo, Path(args.params).resolve(), Path(scratch)))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cpu_share.json").write_text(json.dumps({"cpus": os.cpu_count(), "runs": runs}, indent=1) + "\n")
-    markdown = render(runs)
-    (RESULTS / "cpu_share.md").write_text(markdown)
-    print(markdown)
+            runs.append(epoch_window(cfg, workers, repo, params, Path(scratch)))
+    write_results("cpu_share", {"cpus": os.cpu_count(), "runs": runs}, render(runs), "cpu", False)
 
 
 if __name__ == "__main__":

@@ -251,20 +251,29 @@ def parallel_rate(cfg, num_frames: int, steps: int, processes: int, ddp: bool = 
     return sum(rates)
 
 
+def scratch_training(cfg, repo: Path, workers: int, scratch: Path) -> tuple[Path, dict]:
+    """A scratch repository for a benchmark's run of the train stage (the repo's shards and weights
+    linked in, so that its outputs stay there) and the `train` settings of that run: two epochs of
+    `workers` one-thread workers, checkpoints and MLflow under `scratch`."""
+    scratch_repo = scratch / f"repo{workers}"
+    (scratch_repo / "data" / "shards").mkdir(parents=True)
+    (scratch_repo / "data" / "shards" / cfg.data.dataset).symlink_to(shards_dir(cfg, repo).resolve())
+    (scratch_repo / "data" / "weights").symlink_to((repo / "data" / "weights").resolve())
+    settings = {"epochs": 2, "num_workers": workers, "threads_per_worker": 1, "storage_path": str(scratch / f"ray{workers}"),
+                "tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "benchmark"}
+    return scratch_repo, settings
+
+
 def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> list[tuple[float, float]]:
-    """Two epochs of the real train stage, in a scratch repository so that its outputs stay there.
+    """Two epochs of the real train stage (`scratch_training`).
 
     Returns each epoch's clips/s and the share of its training time rank 0 spent waiting for data.
     """
     from avs.train.run import train
 
-    scratch_repo = scratch / f"repo{workers}"
-    (scratch_repo / "data" / "shards").mkdir(parents=True)
-    (scratch_repo / "data" / "shards" / cfg.data.dataset).symlink_to(shards_dir(cfg, repo).resolve())
-    (scratch_repo / "data" / "weights").symlink_to((repo / "data" / "weights").resolve())
+    scratch_repo, settings = scratch_training(cfg, repo, workers, scratch)
     raw = config_to_dict(cfg)
-    raw["train"].update(epochs=2, num_workers=workers, threads_per_worker=1, storage_path=str(scratch / f"ray{workers}"),
-                        tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}", experiment="benchmark")
+    raw["train"].update(settings)
     train(config_from_dict(raw), scratch_repo, progress=False)
     import ray
 
