@@ -6,7 +6,8 @@ the clips) tells, for every second of a clip, how many objects it shows and whic
 The model runs as the evaluate stage runs it (`evaluate.image_size`, mirror averaging, guided
 filter; clean audio) on `models/<dataset>/`. Per kind of frame: how many there are, the model's J
 (frame mean), the J of every visible object drawn perfectly, and in frames with a silent object
-in view the pick rate and the share of each region's pixels marked (`avs.eval.attribution`).
+in view the pick rate and the share of each region's pixels marked (`avs.eval.attribution`), and per
+sounding object (a connected part of the truth) the share of its pixels marked.
 Tells whether what the model gets wrong on `ms3` is tied to a mixture of sounds (several
 objects sounding at once), which `hard` never has. Writes benchmarks/results/mixed_frames.{json,md}.
 
@@ -20,14 +21,16 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from avs.config import load_config
 from avs.data.stages import shards_dir
 from avs.data.stamps.assets import find_deb, load_backgrounds, load_stamps, same_recordings, unpack_deb, STAMPS_SUBDIR
 from avs.data.stamps.build import plan_subset
 from avs.data.stream import max_frames, shard_files
-from avs.eval.attribution import SoundingPickMeter
+from avs.eval.attribution import MIN_PIXELS, SoundingPickMeter
 from avs.eval.evaluate import decoded_batches
 from avs.eval.inference import inference_size, segment
 from avs.eval.metrics import frame_jaccard
@@ -35,6 +38,7 @@ from avs.model.saved import foreground_probability, load_model, model_dir
 from model_cost import write_results  # benchmarks/model_cost.py
 
 SUBSETS = ("ms3", "hard")
+MISSED = 0.3  # a sounding object with less than this share of its pixels marked counts as missed
 
 
 def sounding_schedules(cfg, repo: Path) -> dict[str, list[tuple[bool, ...]]]:
@@ -56,6 +60,7 @@ class FrameKindMeter:
     def __init__(self) -> None:
         self.frames, self.sum_j, self.sum_union_j = 0, 0.0, 0.0
         self.mixed = SoundingPickMeter()
+        self.object_covered: list[float] = []  # per sounding object (a connected part of the truth)
 
     def update(self, probs: torch.Tensor, sounding: torch.Tensor, visible: torch.Tensor) -> None:
         """probs (H, W); sounding, visible (H, W) bool: one frame."""
@@ -63,10 +68,16 @@ class FrameKindMeter:
         self.sum_j += frame_jaccard((probs > 0.5).flatten()[None], sounding.flatten()[None]).item()
         self.sum_union_j += frame_jaccard(visible.flatten()[None], sounding.flatten()[None]).item()
         self.mixed.update(probs[None], sounding[None], visible[None])
+        parts, count = ndimage.label(sounding.numpy())
+        marked = (probs > 0.5).numpy()
+        self.object_covered += [marked[parts == k].mean() for k in range(1, count + 1) if (parts == k).sum() >= MIN_PIXELS]
 
     def compute(self) -> dict[str, float]:
         mixed = self.mixed.compute()
+        covered = np.array(self.object_covered)
         return {"frames": self.frames, "J": self.sum_j / self.frames, "union_J": self.sum_union_j / self.frames,
+                "objects": len(covered), "object_covered_median": float(np.median(covered)) if len(covered) else float("nan"),
+                "objects_missed": float((covered < MISSED).mean()) if len(covered) else float("nan"),
                 "mixed_frames": mixed["frames"], "pick_rate": mixed["pick_rate"],
                 "sounding_covered": mixed["sounding_covered"], "silent_covered": mixed["silent_covered"]}
 
@@ -105,12 +116,16 @@ def render(result: dict) -> str:
     lines = [f"# {', '.join(SUBSETS)} test frames by how many objects sound ({result['model']}, one run)", "",
              "Frame-mean J (an empty truth scores 1 when nothing is marked). Pick rate and coverage: frames with a "
              "sounding and a silent object in view.", "",
-             "| frames | count | model J | every visible object J | mixed frames | pick rate | sounding marked | silent marked |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"Sounding objects: the connected parts of the truth (touching objects count as one), {MIN_PIXELS} pixels or more; "
+             f"missed: less than {MISSED} of its pixels marked.", "",
+             "| frames | count | model J | every visible object J | mixed frames | pick rate | sounding marked | silent marked "
+             "| sounding objects | median share marked | missed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, row in result["kinds"].items():
         mixed = [f"{row[k]:.2f}" if row["mixed_frames"] else "-" for k in ("pick_rate", "sounding_covered", "silent_covered")]
+        per_object = [f"{row[k]:.2f}" if row["objects"] else "-" for k in ("object_covered_median", "objects_missed")]
         lines.append(f"| {key} | {row['frames']} | {row['J']:.3f} | {row['union_J']:.3f} | {row['mixed_frames']} | "
-                     + " | ".join(mixed) + " |")
+                     + " | ".join(mixed) + f" | {row['objects']} | " + " | ".join(per_object) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,107 @@
+"""Does the frozen audio embedding still tell which objects sound when several sound at once?
+
+A linear probe (logistic regression on `model.audio_encoder`'s embedding, frozen as in the model)
+learns to name the sounding stamp from the single-source seconds of the `s4` train and val clips.
+It then scores every test second of `ms3` and `hard` that has a sounding and a silent object in
+view: for each pair of a sounding and a silent object of that second (their stamps read from the
+embedded set's plan, as `mixed_frames.py` does), does the sounding one's category get the higher
+probability? The share of such pairs, by how many objects sound, says whether a mixture of sounds
+blurs the embedding (two of three sounding: a mixture; one of two or three: a single source).
+Pairs whose stamps the probe never saw are left out. Writes benchmarks/results/mixture_probe.md.
+
+    python benchmarks/mixture_probe.py   # after `dvc repro preprocess`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from avs.config import load_config
+from avs.data.audio import from_pcm16
+from avs.data.stages import shards_dir
+from avs.data.stamps.assets import STAMPS_SUBDIR, find_deb, load_backgrounds, load_stamps, same_recordings, unpack_deb
+from avs.data.stamps.build import plan_subset
+from avs.model.audio import build_audio_encoder
+
+SUBSETS = ("s4", "ms3", "hard")
+
+
+def planned_objects(cfg, repo: Path) -> dict[str, list[tuple[str, tuple[bool, ...]]]]:
+    """clip id -> each object's stamp name and per-second sounding flags, from the set's plan."""
+    unpacked = unpack_deb(find_deb(repo / cfg.stamps.deb_dir), repo / cfg.stamps.unpack_dir)
+    stamps = load_stamps(unpacked / STAMPS_SUBDIR)
+    backgrounds, alike = load_backgrounds(), same_recordings(stamps)
+    return {f"{subset}/{clip.name}": [(o.stamp.name, o.sounding) for o in clip.scene.objects]
+            for subset in SUBSETS for clip in plan_subset(cfg.stamps, subset, stamps, backgrounds, alike)}
+
+
+def seconds(cfg, repo: Path) -> list[dict]:
+    """Every second of every clip in the shards: split, subset, clip id, index and 16 kHz audio."""
+    rows = []
+    for split in ("train", "val", "test"):
+        for shard in sorted((shards_dir(cfg, repo) / split).glob("*.parquet")):
+            for clip in pq.read_table(shard, columns=["clip_id", "subset", "audio"]).to_pylist():
+                for t, audio in enumerate(from_pcm16(clip["audio"])):
+                    rows.append({"split": split, "subset": clip["subset"], "clip_id": clip["clip_id"], "t": t, "audio": audio})
+    return rows
+
+
+@torch.no_grad()
+def embed(rows: list[dict], encoder_name: str) -> np.ndarray:
+    encoder = build_audio_encoder(encoder_name, frozen=True).eval()
+    waveform = torch.from_numpy(np.stack([r["audio"] for r in rows]))
+    return torch.cat([encoder(chunk) for chunk in waveform.split(256)]).numpy()
+
+
+def main() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    cfg = load_config("params.yaml")
+    repo = Path(".").resolve()
+    torch.set_num_threads(os.cpu_count() or 1)
+    objects = planned_objects(cfg, repo)
+    rows = seconds(cfg, repo)
+    features = embed(rows, cfg.model.audio_encoder)
+    single = [i for i, r in enumerate(rows) if r["subset"] == "s4" and r["split"] != "test"]
+    labels = [objects[rows[i]["clip_id"]][0][0] for i in single]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0)).fit(features[single], labels)
+    column = {name: k for k, name in enumerate(probe.classes_)}
+    probs = probe.predict_proba(features)
+    correct, pairs = defaultdict(int), defaultdict(int)
+    for i, r in enumerate(rows):
+        if r["split"] != "test" or r["subset"] == "s4":
+            continue
+        scene = objects[r["clip_id"]]
+        on = [name for name, flags in scene if flags[r["t"]]]
+        off = [name for name, flags in scene if not flags[r["t"]]]
+        kind = f"{r['subset']}: {len(on)} of {len(scene)} sounding"
+        for a in on:
+            for b in off:
+                if a in column and b in column:
+                    pairs[kind] += 1
+                    correct[kind] += probs[i, column[a]] > probs[i, column[b]]
+    lines = [f"# Which object sounds, from the frozen {cfg.model.audio_encoder} embedding alone (linear probe, one run)", "",
+             f"Probe fitted on {len(single)} single-source seconds of the s4 train and val clips ({len(column)} stamps). "
+             "A pair: a sounding and a silent object in view in the same test second; right when the sounding one's "
+             "stamp gets the higher probability (0.5: chance).", "",
+             "| test seconds | pairs | sounding object ranked above the silent one |", "|---|---|---|"]
+    lines += [f"| {kind} | {pairs[kind]} | {correct[kind] / pairs[kind]:.3f} |" for kind in sorted(pairs)]
+    result = {"benchmark": "mixture_probe", "encoder": cfg.model.audio_encoder, "fitted_seconds": len(single),
+              "pairs": dict(pairs), "share_right": {k: correct[k] / pairs[k] for k in pairs}}
+    out = Path("benchmarks/results")
+    (out / "mixture_probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "mixture_probe.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
