@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/cpu_share.py
 	$(BIN)/python benchmarks/binding_probe.py
 	$(BIN)/python benchmarks/mask_resolution.py
+	$(BIN)/python benchmarks/mixture_probe.py
 
 # Baseline, +AMA, +UE next to the full model of `make repro` (about 40 minutes on 2 cores).
 ablation: repro

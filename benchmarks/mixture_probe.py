@@ -42,12 +42,20 @@ def planned_objects(cfg, repo: Path) -> dict[str, list[tuple[str, tuple[bool, ..
             for subset in SUBSETS for clip in plan_subset(cfg.stamps, subset, stamps, backgrounds, alike)}
 
 
-def seconds(cfg, repo: Path) -> list[dict]:
-    """Every second of every clip in the shards: split, subset, clip id, index and 16 kHz audio."""
+def seconds(cfg, repo: Path, objects: dict[str, list[tuple[str, tuple[bool, ...]]]]) -> list[dict]:
+    """Every second of every clip in the shards: split, subset, clip id, index and 16 kHz audio.
+
+    Checks each clip against the plan (`planned_objects`): its length, and each second's
+    sounding flag (something sounds in it exactly when the plan has a sounding object then).
+    """
     rows = []
     for split in ("train", "val", "test"):
         for shard in sorted((shards_dir(cfg, repo) / split).glob("*.parquet")):
-            for clip in pq.read_table(shard, columns=["clip_id", "subset", "audio"]).to_pylist():
+            for clip in pq.read_table(shard, columns=["clip_id", "subset", "sounding", "audio"]).to_pylist():
+                planned = [any(flags) for flags in zip(*(flags for _, flags in objects[clip["clip_id"]]))]
+                if planned != clip["sounding"]:
+                    raise SystemExit(f"{shard}: clip {clip['clip_id']} sounds in seconds {clip['sounding']}, the plan "
+                                     f"says {planned}; is {cfg.stamps.deb_dir} the package the set was built from?")
                 for t, audio in enumerate(from_pcm16(clip["audio"])):
                     rows.append({"split": split, "subset": clip["subset"], "clip_id": clip["clip_id"], "t": t, "audio": audio})
     return rows
@@ -69,7 +77,7 @@ def main() -> None:
     repo = Path(".").resolve()
     torch.set_num_threads(os.cpu_count() or 1)
     objects = planned_objects(cfg, repo)
-    rows = seconds(cfg, repo)
+    rows = seconds(cfg, repo, objects)
     features = embed(rows, cfg.model.audio_encoder)
     single = [i for i, r in enumerate(rows) if r["subset"] == "s4" and r["split"] != "test"]
     labels = [objects[rows[i]["clip_id"]][0][0] for i in single]
