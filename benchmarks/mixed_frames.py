@@ -41,17 +41,19 @@ SUBSETS = ("ms3", "hard")
 MISSED = 0.3  # a sounding object with less than this share of its pixels marked counts as missed
 
 
-def sounding_schedules(cfg, repo: Path) -> dict[str, list[tuple[bool, ...]]]:
-    """clip id (as in the shards) -> per second, each object's sounding flag, from the set's plan."""
+def planned_objects(cfg, repo: Path, subsets: tuple[str, ...] = SUBSETS) -> dict[str, list[tuple[str, tuple[bool, ...]]]]:
+    """clip id (as in the shards) -> each object's stamp name and per-second sounding flags, from
+    the set's plan (the unpacked package of `stamps.deb_dir`)."""
     unpacked = unpack_deb(find_deb(repo / cfg.stamps.deb_dir), repo / cfg.stamps.unpack_dir)
     stamps = load_stamps(unpacked / STAMPS_SUBDIR)
     backgrounds, alike = load_backgrounds(), same_recordings(stamps)
-    schedules = {}
-    for subset in SUBSETS:
-        for clip in plan_subset(cfg.stamps, subset, stamps, backgrounds, alike):
-            per_object = [obj.sounding for obj in clip.scene.objects]
-            schedules[f"{subset}/{clip.name}"] = list(zip(*per_object))
-    return schedules
+    return {f"{subset}/{clip.name}": [(obj.stamp.name, obj.sounding) for obj in clip.scene.objects]
+            for subset in subsets for clip in plan_subset(cfg.stamps, subset, stamps, backgrounds, alike)}
+
+
+def sounding_schedules(cfg, repo: Path) -> dict[str, list[tuple[bool, ...]]]:
+    """clip id -> per second, each object's sounding flag."""
+    return {clip: list(zip(*(flags for _, flags in objects))) for clip, objects in planned_objects(cfg, repo).items()}
 
 
 class FrameKindMeter:

@@ -4,10 +4,11 @@ A linear probe (logistic regression on `model.audio_encoder`'s embedding, frozen
 learns to name the sounding stamp from the single-source seconds of the `s4` train and val clips.
 It then scores every test second of `ms3` and `hard` that has a sounding and a silent object in
 view: for each pair of a sounding and a silent object of that second (their stamps read from the
-embedded set's plan, as `mixed_frames.py` does), does the sounding one's category get the higher
-probability? The share of such pairs, by how many objects sound, says whether a mixture of sounds
-blurs the embedding (two of three sounding: a mixture; one of two or three: a single source).
-Pairs whose stamps the probe never saw are left out. Writes benchmarks/results/mixture_probe.md.
+embedded set's plan, `mixed_frames.planned_objects`), does the sounding one's stamp get the
+higher probability? The share of such pairs, by how many objects sound, says whether a mixture of
+sounds blurs the embedding (two of three sounding: a mixture; one of two or three: a single
+source). Pairs whose stamps the probe never saw are left out. Writes
+benchmarks/results/mixture_probe.{json,md}.
 
     python benchmarks/mixture_probe.py   # after `dvc repro preprocess`
 """
@@ -26,20 +27,10 @@ import torch
 from avs.config import load_config
 from avs.data.audio import from_pcm16
 from avs.data.stages import shards_dir
-from avs.data.stamps.assets import STAMPS_SUBDIR, find_deb, load_backgrounds, load_stamps, same_recordings, unpack_deb
-from avs.data.stamps.build import plan_subset
 from avs.model.audio import build_audio_encoder
+from mixed_frames import planned_objects  # benchmarks/mixed_frames.py
 
 SUBSETS = ("s4", "ms3", "hard")
-
-
-def planned_objects(cfg, repo: Path) -> dict[str, list[tuple[str, tuple[bool, ...]]]]:
-    """clip id -> each object's stamp name and per-second sounding flags, from the set's plan."""
-    unpacked = unpack_deb(find_deb(repo / cfg.stamps.deb_dir), repo / cfg.stamps.unpack_dir)
-    stamps = load_stamps(unpacked / STAMPS_SUBDIR)
-    backgrounds, alike = load_backgrounds(), same_recordings(stamps)
-    return {f"{subset}/{clip.name}": [(o.stamp.name, o.sounding) for o in clip.scene.objects]
-            for subset in SUBSETS for clip in plan_subset(cfg.stamps, subset, stamps, backgrounds, alike)}
 
 
 def seconds(cfg, repo: Path, objects: dict[str, list[tuple[str, tuple[bool, ...]]]]) -> list[dict]:
@@ -76,7 +67,7 @@ def main() -> None:
     cfg = load_config("params.yaml")
     repo = Path(".").resolve()
     torch.set_num_threads(os.cpu_count() or 1)
-    objects = planned_objects(cfg, repo)
+    objects = planned_objects(cfg, repo, SUBSETS)
     rows = seconds(cfg, repo, objects)
     features = embed(rows, cfg.model.audio_encoder)
     single = [i for i, r in enumerate(rows) if r["subset"] == "s4" and r["split"] != "test"]
