@@ -11,7 +11,7 @@ sounding object (a connected part of the truth) the share of its pixels marked.
 Tells whether what the model gets wrong on `ms3` is tied to a mixture of sounds (several
 objects sounding at once), which `hard` never has. Writes benchmarks/results/mixed_frames.{json,md}.
 
-    python benchmarks/mixed_frames.py [--params params.yaml]   # after `dvc repro evaluate`
+    python benchmarks/mixed_frames.py [--params params.yaml] [--model FOLDER --stem NAME]   # after `dvc repro`
 """
 
 from __future__ import annotations
@@ -84,10 +84,11 @@ class FrameKindMeter:
                 "sounding_covered": mixed["sounding_covered"], "silent_covered": mixed["silent_covered"]}
 
 
-def measure(cfg, repo: Path) -> dict[str, dict[str, float]]:
+def measure(cfg, repo: Path, folder: Path) -> dict[str, dict[str, float]]:
+    """Every kind of frame's figures for the model saved in `folder`."""
     schedules = sounding_schedules(cfg, repo)
     torch.set_num_threads(os.cpu_count() or 1)
-    model, model_cfg = load_model(model_dir(cfg, repo))
+    model, model_cfg = load_model(folder)
     files = shard_files(shards_dir(cfg, repo), cfg.evaluate.split)
     e, size = cfg.evaluate, inference_size(model_cfg, cfg.evaluate)
     meters: dict[str, FrameKindMeter] = defaultdict(FrameKindMeter)
@@ -134,13 +135,17 @@ def render(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", type=Path, help="a saved model's folder (default: models/<dataset>)")
+    parser.add_argument("--stem", default="mixed_frames", help="results file name: benchmarks/results/STEM.{json,md}")
     args = parser.parse_args()
     cfg = load_config(args.params)
     if cfg.data.dataset != "stamps":
         raise SystemExit(f"{args.params}: data.dataset is {cfg.data.dataset}; this benchmark reads the stamps set's plan")
     repo = Path(".").resolve()
-    result = {"benchmark": "mixed_frames", "model": str(model_dir(cfg, repo).relative_to(repo)), "kinds": measure(cfg, repo)}
-    write_results("mixed_frames", result, render(result), "cpu", False)
+    folder = (args.model or model_dir(cfg, repo)).resolve()
+    label = str(folder.relative_to(repo)) if folder.is_relative_to(repo) else str(folder)
+    result = {"benchmark": "mixed_frames", "model": label, "kinds": measure(cfg, repo, folder)}
+    write_results(args.stem, result, render(result), "cpu", False)
 
 
 if __name__ == "__main__":
