@@ -112,6 +112,10 @@ def decode_rates(rows: pa.Table, cfg: Config, num_frames: int) -> dict[str, floa
         start = time.perf_counter()
         decoded = sum(pool.map(_decode_chunk, work, chunksize=1))
         pooled = decoded / (time.perf_counter() - start)
+        # close and join before the `with` ends: leaving it to its terminate() made the one-process
+        # DDP section that follows hang, waiting forever, in about one CPU run in ten (2026-12-04)
+        pool.close()
+        pool.join()
     return {"one_core_clips_per_s": single, "all_cores_clips_per_s": pooled, "cores": cores}
 
 
