@@ -255,6 +255,51 @@ def test_bf16_autocast_forward_and_backward():
     assert torch.isfinite(losses["total"]) and torch.isfinite(outputs["uncertainty"]).all()
 
 
+def test_cpu_bf16_decoder_runs_only_the_decoder_side_in_bf16():
+    """`train.cpu_bf16_decoder`: FPN, mask head, refiner and UE under bf16 autocast, the encoders and
+    the similarity in fp32, every output fp32, close to the fp32 model, gradients everywhere."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config())
+    watched = {"backbone stage 1": model.visual.stages[0], "decoder": model.decoder, "mask head": model.mask_head,
+               "similarity": model.similarity, "refiner fuse": model.refiner.fuse, "uncertainty": model.uncertainty}
+    dtypes, film = {}, []
+    for name, module in watched.items():
+        module.register_forward_hook(lambda module, inputs, output, name=name: dtypes.__setitem__(name, output.dtype))
+    model.mask_head.register_forward_pre_hook(lambda module, inputs: film.append(inputs[0].dtype))  # the audio-modulated pixels
+    video, audio = torch.rand(2, 2, 3, 64, 64), torch.randn(2, 2, 16000) * 0.1
+    with torch.no_grad():
+        reference = model(video, audio)
+    assert set(dtypes.values()) == {torch.float32}  # off by default: the evaluate stage and `avs predict` run fp32
+
+    model.cpu_bf16_decoder = True
+    outputs = model(video, audio)
+    assert dtypes == {"backbone stage 1": torch.float32, "decoder": torch.bfloat16, "mask head": torch.bfloat16,
+                      "similarity": torch.float32, "refiner fuse": torch.bfloat16, "uncertainty": torch.bfloat16}
+    assert film == [torch.float32, torch.float32]  # the FiLM modulation stays fp32 between the bf16 parts
+    for key in ("logits", "mask_logits", "uncertainty", "evidence"):
+        assert outputs[key].dtype == torch.float32
+    difference = (torch.sigmoid(outputs["logits"]) - torch.sigmoid(reference["logits"])).abs().max()
+    assert difference < 0.02
+    losses = compute_losses(outputs, torch.randint(0, 2, (2, 2, 64, 64)), torch.ones(2, 2, dtype=torch.bool), tiny_config().loss)
+    losses["total"].backward()
+    for part in (model.visual, model.decoder, model.mask_head, model.refiner, model.uncertainty):
+        grads = [p.grad for p in part.parameters() if p.requires_grad]
+        assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_cpu_bf16_decoder_only_where_the_cpu_has_native_bf16(monkeypatch):
+    from avs.train import step
+
+    on, off = config_from_dict({"train": {"cpu_bf16_decoder": True}}), config_from_dict({})
+    assert not off.train.cpu_bf16_decoder  # off unless asked for
+    monkeypatch.setattr(step, "native_bf16", lambda: True)
+    assert step.use_cpu_bf16_decoder(on, torch.device("cpu"))
+    assert not step.use_cpu_bf16_decoder(off, torch.device("cpu"))
+    assert not step.use_cpu_bf16_decoder(on, torch.device("cuda", 0))  # GPUs train in bf16 throughout
+    monkeypatch.setattr(step, "native_bf16", lambda: False)  # emulated bf16 is slower than fp32
+    assert not step.use_cpu_bf16_decoder(on, torch.device("cpu"))
+
+
 def test_refiner_starts_from_the_coarse_mask_and_reads_the_frame():
     from avs.model.refine import MaskRefiner
 

@@ -63,6 +63,9 @@ class RAVS(nn.Module):
         self.refiner = refiner
         self.uncertainty = uncertainty
         self.num_classes = num_classes
+        # [ours] bf16 autocast of the decoder's convolutional parts on a CPU; the training loop sets
+        # it from `train.cpu_bf16_decoder` where oneDNN has native bf16 (see `_decoder_part`)
+        self.cpu_bf16_decoder = False
 
     def forward(self, frames: torch.Tensor, waveform: torch.Tensor) -> dict:
         """Args:
@@ -84,12 +87,13 @@ class RAVS(nn.Module):
                 x = aligned.features
             features.append(x)
 
-        pixels = self.decoder(features)  # (B*T, D, H/4, W/4)
+        bf16 = self.cpu_bf16_decoder and frames.device.type == "cpu"
+        pixels = self._decoder_part(bf16, self.decoder, features)  # (B*T, D, H/4, W/4)
         query = self.audio_query(audio)  # (B*T, D)
         for index, aligned in alignments.items():
             query = query + self.compact_query[str(index)](aligned.compact)
         fused = pixels * (1 + query[:, :, None, None])  # FiLM-style audio modulation
-        mask = self.mask_head(fused)  # (B*T, K, H/4, W/4)
+        mask = self._decoder_part(bf16, self.mask_head, fused)  # (B*T, K, H/4, W/4)
         binding = None
         if self.similarity is not None:
             binding = self.similarity.embed(features, audio)  # (B*T, d), (B*T, d, H/4, W/4)
@@ -98,7 +102,7 @@ class RAVS(nn.Module):
                 sounding = F.pad(sounding.expand(-1, self.num_classes - 1, -1, -1), (0, 0, 0, 0, 1, 0))
             mask = mask + sounding
         if self.refiner is not None:
-            mask = self.refiner(image, fused, mask)  # (B*T, K, H/2, W/2)
+            mask = self._decoder_part(bf16, self.refiner, image, fused, mask)  # (B*T, K, H/2, W/2)
         mask = self._upsample(mask, (height, width)).unflatten(0, (b, t))  # (B, T, K, H, W)
 
         outputs = {
@@ -111,11 +115,31 @@ class RAVS(nn.Module):
             "binding": binding,
         }
         if self.uncertainty is not None:
-            evidence = self.uncertainty(fused.unflatten(0, (b, t)))  # (B, T, K_e, H/4, W/4)
+            evidence = self._decoder_part(bf16, self.uncertainty, fused.unflatten(0, (b, t)))  # (B, T, K_e, H/4, W/4)
             evidence = self._upsample(evidence.flatten(0, 1), (height, width)).unflatten(0, (b, t)).clamp(min=0)
             _, u = dirichlet_uncertainty(evidence)  # (B, T, H, W)
             outputs.update(logits=(1 - u)[:, :, None] * mask, uncertainty=u, evidence=evidence)
         return outputs
+
+    @staticmethod
+    def _decoder_part(bf16: bool, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """`module(*inputs)`; with `bf16`, under bf16 autocast on the CPU and returned as fp32 [ours].
+
+        Used for the decoder's convolutional parts (FPN, mask head, refiner, UE) when
+        `cpu_bf16_decoder` is set. Why only those: on CPUs with native bf16 the decoder's 3x3
+        convolutions take 0.27x (AMX) to 0.58x (AVX512-BF16) of their fp32 time, while the
+        backbone's depthwise convolutions take 6.6x to 8.4x (benchmarks/results/cpu_bf16.md), so the
+        encoders, AMA and the audio-pixel similarity stay fp32, and so does the audio's modulation
+        of the pixels between the parts (in bf16, 1 + q rounds to steps of 1/128). Off by default:
+        in full trainings on an AMX CPU epochs took 0.78x the time and clean test J was as in fp32,
+        but J at 0 dB SNR was 0.480 (the modulation in bf16 too) and 0.538 (as here), against 0.564
+        to 0.625 in eleven fp32 trainings (benchmarks/results/default_runs.md). Without `bf16`
+        (the default, and on GPUs, whose own autocast covers the whole model) the call is unchanged.
+        """
+        if not bf16:
+            return module(*inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return module(*inputs).float()
 
     @staticmethod
     def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -21,7 +21,7 @@ from avs.config import Config, config_from_dict
 from avs.data.collate import CollateClips
 from avs.model import build_model
 from avs.train.checkpoint import load_training_state, load_weights, read_state, write_checkpoint
-from avs.train.step import make_optimizer, train_step, validate, warmup_cosine
+from avs.train.step import make_optimizer, train_step, use_cpu_bf16_decoder, validate, warmup_cosine
 
 
 T = TypeVar("T")
@@ -66,8 +66,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     network = build_model(cfg)
     network.audio.remember_in_eval = network.audio.frozen  # validation shows the same seconds every epoch
-    model = ray.train.torch.prepare_model(network)
     device = ray.train.torch.get_device()
+    network.cpu_bf16_decoder = use_cpu_bf16_decoder(cfg, device)
+    model = ray.train.torch.prepare_model(network)
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = loop_config["steps_per_epoch"]
     total_steps = steps_per_epoch * cfg.train.epochs
@@ -87,6 +88,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             start_epoch, history = saved["epoch"] + 1, saved["history"]
         if rank == 0:
             log.info(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}")
+    if rank == 0 and network.cpu_bf16_decoder:
+        log.info("avs train: the decoder side runs in bf16 on this CPU (native bf16; train.cpu_bf16_decoder)")
     tracker = _Tracker(loop_config) if rank == 0 else None
 
     train_data = ray.train.get_dataset_shard("train")

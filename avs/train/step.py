@@ -37,6 +37,16 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
+def native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX) rather than emulating it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def use_cpu_bf16_decoder(cfg: Config, device: torch.device) -> bool:
+    """Whether the model's decoder side trains in bf16 (`train.cpu_bf16_decoder`): on a CPU with native bf16."""
+    return cfg.train.cpu_bf16_decoder and device.type == "cpu" and native_bf16()
+
+
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
     """AdamW with the backbone at lr * backbone_lr_multiplier."""
     backbone = {id(p) for p in unwrap(model).visual.parameters()}
