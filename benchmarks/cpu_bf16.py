@@ -2,15 +2,16 @@
 convolution that decide the difference.
 
   train step       `avs.train.step.train_step` on the default model (forward, losses, backward,
-                   clipping, AdamW; a batch of random clips of the training size), with
-                   `use_bf16` off and on (`torch.autocast("cpu", dtype=torch.bfloat16)`)
+                   clipping, AdamW; a batch of random clips of the training size) in fp32, under
+                   bf16 autocast throughout (`use_bf16`, as on a GPU), and with the decoder side
+                   alone in bf16 (`RAVS.cpu_bf16_decoder`, what `train.cpu_bf16_decoder` turns on)
   decoder conv     the FPN decoder's 3x3 convolution at 1/4 scale (decoder_dim to decoder_dim,
                    channels-last), forward + backward: the largest single cost of the step
   depthwise conv   an EfficientNet-Lite0 depthwise 5x5 convolution of stride 2 (144 channels, 1/4
                    to 1/8 scale, channels-last), forward + backward
 
-The `train` stage uses bf16 on GPUs only. This measures whether CPUs with native bf16 (AVX512-BF16,
-AMX) would gain from it. Interleaved rounds in one process, medians. Writes
+The `train` stage uses bf16 throughout on GPUs, and on the decoder side only on CPUs with native
+bf16 (AVX512-BF16, AMX): this measures why. Interleaved rounds in one process, medians. Writes
 benchmarks/results/cpu_bf16.{json,md}.
 
     python benchmarks/cpu_bf16.py [--rounds 9]
@@ -28,7 +29,7 @@ from torch import nn
 from avs.config import load_config
 from avs.data.stream import ClipBatch
 from avs.model import build_model
-from avs.train.step import make_optimizer, train_step, warmup_cosine
+from avs.train.step import make_optimizer, native_bf16, train_step, warmup_cosine
 from memory_format import interleaved_medians  # benchmarks/memory_format.py
 from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py
 
@@ -42,8 +43,8 @@ def conv_pass(conv: nn.Conv2d, x: torch.Tensor, bf16: bool) -> Callable[[], None
     return run
 
 
-def pairs(cfg) -> dict[str, tuple[Callable, Callable]]:
-    """Each piece of work as (fp32, bf16 autocast) callables."""
+def works(cfg) -> dict[str, dict[str, Callable[[], None]]]:
+    """Each piece of work as callables by precision: fp32, bf16 (autocast) and, for the step, the decoder side in bf16."""
     frames, clips, size = cfg.stamps.num_frames, cfg.train.batch_size, cfg.train.image_size
     g = torch.Generator().manual_seed(0)
     dim = cfg.model.decoder_dim
@@ -60,30 +61,23 @@ def pairs(cfg) -> dict[str, tuple[Callable, Callable]]:
                       labelled=torch.ones(clips, frames, dtype=torch.bool), sounding=torch.ones(clips, frames, dtype=torch.bool),
                       visible=no_visible, has_visible=torch.zeros(clips, dtype=torch.bool),
                       subset=["s4"] * clips, clip_id=[f"synthetic{i}" for i in range(clips)])
-    trainers = {}
-    for bf16 in (False, True):  # a model and optimizer each, as a training in one mode would have
-        torch.manual_seed(0)
-        model = build_model(cfg)
+    def train_steps(bf16: bool, decoder_bf16: bool) -> Callable[[], None]:
+        torch.manual_seed(0)  # a model and optimizer each, as a training in one mode would have
+        model = build_model(cfg).train()
+        model.cpu_bf16_decoder = decoder_bf16
         optimizer = make_optimizer(model, cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(10, 10_000))
-        trainers[bf16] = (model.train(), optimizer, scheduler)
-
-    def train_steps(bf16: bool) -> Callable[[], None]:
-        model, optimizer, scheduler = trainers[bf16]
         return lambda: train_step(model, batch, optimizer, scheduler, cfg, 0.5, bf16, "cpu_bf16")
 
     return {
-        f"train step ({clips} clips x {frames} frames at {size} px)": (train_steps(False), train_steps(True)),
+        f"train step ({clips} clips x {frames} frames at {size} px)":
+            {"fp32": train_steps(False, False), "bf16": train_steps(True, False),
+             "bf16 decoder side": train_steps(False, True)},
         f"decoder conv 3x3, {dim} channels, {clips * frames} x {size // 4} px, fwd+bwd":
-            (conv_pass(decoder_conv, decoded, False), conv_pass(decoder_conv, decoded, True)),
+            {"fp32": conv_pass(decoder_conv, decoded, False), "bf16": conv_pass(decoder_conv, decoded, True)},
         f"depthwise conv 5x5 stride 2, 144 channels, {clips * frames} x {size // 4} px, fwd+bwd":
-            (conv_pass(depthwise, stage, False), conv_pass(depthwise, stage, True)),
+            {"fp32": conv_pass(depthwise, stage, False), "bf16": conv_pass(depthwise, stage, True)},
     }
-
-
-def native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX) rather than emulating it."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def main() -> None:
@@ -92,7 +86,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     cfg = load_config(args.params)  # the ImageNet weights, as the train stage starts from (`dvc repro weights`)
-    seconds = interleaved_medians({work: {"fp32": fp32, "bf16": bf16} for work, (fp32, bf16) in pairs(cfg).items()}, args.rounds)
+    seconds = interleaved_medians(works(cfg), args.rounds)
     result = {
         "benchmark": "cpu_bf16", "device": device_label("cpu"), "cpus": os.cpu_count(), "native_bf16": native_bf16(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), **vars(args),
@@ -105,9 +99,11 @@ def render(result: dict) -> str:
     native = "native bf16 (AVX512-BF16 or AMX)" if result["native_bf16"] else "no native bf16 (emulated)"
     lines = [f"# bf16 autocast on the CPU against fp32 ({result['device']}, {result['cpu_capability']}, {native}, "
              f"median of {result['rounds']} interleaved rounds)", "",
-             "| work | fp32 s | bf16 s | bf16 / fp32 |", "|---|---|---|---|"]
+             "| work | in | fp32 s | s | x fp32 |", "|---|---|---|---|---|"]
     for work, times in result["seconds"].items():
-        lines.append(f"| {work} | {times['fp32']} | {times['bf16']} | {times['bf16'] / times['fp32']:.2f} |")
+        for precision, seconds in times.items():
+            if precision != "fp32":
+                lines.append(f"| {work} | {precision} | {times['fp32']} | {seconds} | {seconds / times['fp32']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
