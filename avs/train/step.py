@@ -39,7 +39,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
 
 def native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX) rather than emulating it."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def use_cpu_bf16_decoder(cfg: Config, device: torch.device) -> bool:
