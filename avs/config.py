@@ -243,7 +243,7 @@ class TrainConfig:
     # convolutional parts (FPN, mask head, refiner, UE) under bf16 autocast; the encoders, AMA, the
     # similarity and the FiLM modulation stay fp32. Ignored on GPUs (bf16 throughout) and on CPUs
     # without native bf16 (emulated: slower). Off by default: epochs took 0.78x the time on an AMX
-    # CPU, with clean test J as in fp32, but J at 0 dB SNR fell below every fp32 training's.
+    # CPU, with clean test J as in fp32, but J at 0 dB SNR fell below every fp32 training's (3 runs).
     cpu_bf16_decoder: bool = False
     # Ray: workers, and whether each takes a GPU (bf16 autocast then).
     num_workers: int = field(default=1, metadata=_range(1, 4096))

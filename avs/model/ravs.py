@@ -132,8 +132,8 @@ class RAVS(nn.Module):
         encoders, AMA and the audio-pixel similarity stay fp32, and so does the audio's modulation
         of the pixels between the parts (in bf16, 1 + q rounds to steps of 1/128). Off by default:
         in full trainings on an AMX CPU epochs took 0.78x the time and clean test J was as in fp32,
-        but J at 0 dB SNR was 0.480 (the modulation in bf16 too) and 0.538 (as here), against 0.564
-        to 0.625 in eleven fp32 trainings (benchmarks/results/default_runs.md). Without `bf16`
+        but J at 0 dB SNR was 0.480 (the modulation in bf16 too), 0.538 and 0.523 (as here), against
+        0.564 to 0.625 in eleven fp32 trainings (benchmarks/results/default_runs.md). Without `bf16`
         (the default, and on GPUs, whose own autocast covers the whole model) the call is unchanged.
         """
         if not bf16:
