@@ -10,8 +10,9 @@ convolution that decide the difference.
   depthwise conv   an EfficientNet-Lite0 depthwise 5x5 convolution of stride 2 (144 channels, 1/4
                    to 1/8 scale, channels-last), forward + backward
 
-The `train` stage uses bf16 throughout on GPUs, and on the decoder side only on CPUs with native
-bf16 (AVX512-BF16, AMX): this measures why. Interleaved rounds in one process, medians. Writes
+The `train` stage uses bf16 throughout on GPUs and fp32 on CPUs, unless `train.cpu_bf16_decoder`
+puts the decoder side in bf16 on a CPU with native bf16 (AVX512-BF16, AMX): this measures what
+each would gain there. Interleaved rounds in one process, medians. Writes
 benchmarks/results/cpu_bf16.{json,md}.
 
     python benchmarks/cpu_bf16.py [--rounds 9]
