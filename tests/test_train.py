@@ -86,6 +86,7 @@ def test_two_workers_train_in_sync_and_export(stamps_repo):
     (run,) = client.search_runs([client.get_experiment_by_name("avs").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/J")] == [0, 1]
     assert run.data.params["train.num_workers"] == "2" and len(run.data.tags["mlflow.source.git.commit"]) == 40
+    assert run.data.tags["avs.precision"] == "fp32"
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/model.safetensors"}
     # Our code runs in the driver and the RayTrainWorker processes: a traceback there fails the
     # test. Ray's own helpers may print one from a background thread (seen in CI: Ray Data's

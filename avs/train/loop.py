@@ -88,9 +88,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             start_epoch, history = saved["epoch"] + 1, saved["history"]
         if rank == 0:
             log.info(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}")
-    if rank == 0 and network.cpu_bf16_decoder:
-        log.info("avs train: the decoder side runs in bf16 on this CPU (native bf16; train.cpu_bf16_decoder)")
     tracker = _Tracker(loop_config) if rank == 0 else None
+    if tracker is not None:
+        # what ran, which `train.cpu_bf16_decoder` alone does not say: it is ignored on CPUs without native bf16
+        precision = "bf16 (GPU)" if use_bf16 else "fp32, decoder convolutions bf16 (CPU)" if network.cpu_bf16_decoder else "fp32"
+        tracker.client.set_tag(tracker.run_id, "avs.precision", precision)
+        if network.cpu_bf16_decoder:
+            log.info("avs train: the decoder's convolutions run in bf16 on this CPU (native bf16; train.cpu_bf16_decoder)")
 
     train_data = ray.train.get_dataset_shard("train")
     val_data = ray.train.get_dataset_shard("val")
