@@ -92,7 +92,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if tracker is not None:
         # what ran, which `train.cpu_bf16_decoder` alone does not say: it is ignored on CPUs without native bf16
         precision = "bf16 (GPU)" if use_bf16 else "fp32, decoder convolutions bf16 (CPU)" if network.cpu_bf16_decoder else "fp32"
-        tracker.client.set_tag(tracker.run_id, "avs.precision", precision)
+        tracker.tag("avs.precision", precision)
         if network.cpu_bf16_decoder:
             log.info("avs train: the decoder's convolutions run in bf16 on this CPU (native bf16; train.cpu_bf16_decoder)")
 
@@ -179,6 +179,9 @@ class _Tracker:
 
         self.client = MlflowClient(loop_config["tracking_uri"])
         self.run_id = loop_config["run_id"]
+
+    def tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
 
     def log(self, metrics: dict[str, float], epoch: int) -> None:
         from mlflow.entities import Metric
