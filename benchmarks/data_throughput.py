@@ -29,9 +29,9 @@ data/shards/<dataset> (run `dvc repro preprocess` first):
    also pays for Ray Data's executor start-up. With one worker the second core is left to Ray
    Data's decoding and Ray's own processes; with two, they take it from the workers.
 
-Writes benchmarks/results/data_throughput.{json,md}.
+Writes benchmarks/results/data_throughput.{json,md} (or STEM.{json,md} with --stem).
 
-    python benchmarks/data_throughput.py [--params params.yaml] [--loader-workers 2]
+    python benchmarks/data_throughput.py [--params params.yaml] [--loader-workers 2] [--stem NAME]
 """
 
 from __future__ import annotations
@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--model-steps", type=int, default=5)
     parser.add_argument("--skip-training", action="store_true", help="leave out the 1- and 2-worker training epochs")
     parser.add_argument("--warm-only", action="store_true", help="leave out the passes after dropping the page cache")
+    parser.add_argument("--stem", default="data_throughput", help="results file name: benchmarks/results/STEM.{json,md}")
     args = parser.parse_args()
     cfg = load_config(args.params)
     repo = Path(".").resolve()
@@ -354,7 +355,7 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
               "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
               "targets": [{"target": name, "ratio": round(ratio, 2), "met": ratio >= goal} for name, ratio, goal in checks]}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "data_throughput.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"# Data and training throughput ({os.cpu_count()} CPUs, {clips} train clips, {cfg.train.image_size} px, "
              f"batch {cfg.train.batch_size}, one run)", "", "| path | clips/s |", "|---|---|"]
     units = {"_s": " (seconds, not clips/s)", "_share": " (share of the epoch's training time, not clips/s)"}
@@ -362,7 +363,7 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
               for k, v in rates.items()]
     lines += ["", "| target | ratio | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['ratio']} | {'yes' if t['met'] else 'no'} |" for t in result["targets"]]
-    (RESULTS / "data_throughput.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
