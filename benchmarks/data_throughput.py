@@ -59,8 +59,8 @@ from avs.data.shards import SCHEMA, decode_row, encode_jpeg, encode_png
 from avs.data.stages import shards_dir
 from avs.data.collate import CollateClips
 from avs.data.stream import DecodeClips, max_frames, read_clips, read_shard_rows, shard_files
+from model_cost import write_results  # benchmarks/model_cost.py
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def drop_page_cache() -> bool:
@@ -354,8 +354,6 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
               "batch_size": cfg.train.batch_size, "loader_workers": args.loader_workers,
               "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
               "targets": [{"target": name, "ratio": round(ratio, 2), "met": ratio >= goal} for name, ratio, goal in checks]}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"# Data and training throughput ({os.cpu_count()} CPUs, {clips} train clips, {cfg.train.image_size} px, "
              f"batch {cfg.train.batch_size}, one run)", "", "| path | clips/s |", "|---|---|"]
     units = {"_s": " (seconds, not clips/s)", "_share": " (share of the epoch's training time, not clips/s)"}
@@ -363,8 +361,7 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
               for k, v in rates.items()]
     lines += ["", "| target | ratio | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['ratio']} | {'yes' if t['met'] else 'no'} |" for t in result["targets"]]
-    (RESULTS / f"{args.stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.stem, result, "\n".join(lines) + "\n", "cpu", False)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,10 @@ def test_mixed_frames_score_the_model_against_the_visible_union():
     assert result["pick_rate"] == 1.0  # mean p 0.9 against 0.225
 
 
-def test_voted_objects_keep_each_true_object_whole_or_leave_it_out():
-    import sys
+def test_voted_objects_keep_each_true_object_whole_or_leave_it_out(monkeypatch):
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     from mixed_frames import voted_objects
 
     visible = torch.zeros(8, 8, dtype=torch.bool)
