@@ -193,8 +193,17 @@ def ddp_epoch(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int
         scores = validate(model, val, device, device.type == "cuda")
         result["val_J"] = scores["val/J"]
         result["backend"] = backend
+        del model  # its DDP reducer holds the group: it must not outlive it (below)
         return result
     finally:
+        # torch 2.11 with gloo: the group's destructor joins its worker thread while this thread holds
+        # the GIL, and the worker may still be freeing a finished all-reduce's tensors, for which it
+        # waits on the GIL: a deadlock (py-spy on a hung CPU run: ~ProcessGroupGloo in std::thread::join
+        # under the reducer's dealloc; 3 of 19 runs). So the reducer goes first (above), and a barrier
+        # and a short sleep, both without the GIL, let the worker finish before the group is destroyed.
+        if backend == "gloo":
+            torch.distributed.barrier()
+            time.sleep(0.2)
         torch.distributed.destroy_process_group()
 
 
