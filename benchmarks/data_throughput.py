@@ -62,7 +62,6 @@ from avs.data.stream import DecodeClips, max_frames, read_clips, read_shard_rows
 from model_cost import write_results  # benchmarks/model_cost.py
 
 
-
 def drop_page_cache() -> bool:
     """Evict the OS page cache (Linux, as root), so that the next pass reads from disk, as every
     epoch does over a dataset larger than the machine's memory. False where it is not allowed."""
