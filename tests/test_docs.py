@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "benchmarks/README.md", "docs/evaluation.md", "docs/model_variants.md", "infra/README.md"]
+PAGES = ["README.md", "benchmarks/README.md", "docs/evaluation.md", "docs/model_variants.md", "docs/determinism.md",
+         "infra/README.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#+ (.*)$", re.MULTILINE)
 
