@@ -107,6 +107,9 @@ class AMAConfig:
     groups: tuple[int, ...] = field(default=(16, 16, 16, 16), metadata=_range(1, 256))
     knn: int = field(default=5, metadata=_range(1, 64))
     heads: int = field(default=8, metadata=_range(1, 64))
+    # D, the width AMA's groups, attention and r_p work at; wider stages are projected to it, and a
+    # stage narrower than D keeps its own width [ours].
+    dim: int = field(default=256, metadata=_range(8, 4096))
     # [ours] Stages with more tokens than this find their group centres on an average-pooled
     # copy (DPC-KNN is quadratic in the token count); every full-resolution token then joins
     # its nearest centre. See benchmarks/results/model_cost.md.
@@ -127,6 +130,9 @@ class UEConfig:
 class ModelConfig:
     """The RAVS model (METHOD.md): encoders, AMA, decoder, UE."""
 
+    # ours: the model with the project's additions (the settings below); paper: exactly METHOD.md's
+    # model, the additions switched off whatever they are set to (`PAPER_PROFILE`).
+    profile: Literal["ours", "paper"] = "ours"
     backbone: BackboneName = "efficientnet_lite0"
     # Local weights for the backbone (.safetensors, or a .pt/.pth state dict), relative to the
     # repository root; null = random. The default file is written by the `weights` stage.
@@ -179,15 +185,14 @@ class LossConfig:
     ce: float = field(default=5.0, metadata=_range(0.0))
     lambda_cst: float = field(default=0.1, metadata=_range(0.0))
     lambda_unc: float = field(default=0.5, metadata=_range(0.0))
-    # Groups with relevance r_p >= theta are positives (positives: response).
-    cst_theta: float = field(default=0.1, metadata=_range(0.0, 1.0))
     cst_tau: float = field(default=0.07, metadata=_range(1e-4, 10.0))
-    # response: the paper's rule; mask: groups whose tokens are >= 50 % inside the ground truth.
+    # response: the paper's rule, groups with r_p above their frame's mean r_p are positives;
+    # mask: groups whose tokens are >= 50 % inside the ground truth (supervised ablation).
     cst_positives: Literal["response", "mask"] = "response"
     # The KL term's weight rises linearly from 0 to 1 over this many epochs.
     kl_anneal_epochs: float = field(default=10.0, metadata=_range(0.0))
     # [ours] L_seg on the mask head's raw logits m too, weighted by this (with UE on): the loss on
-    # m' = (1 - u) m alone trains m weakly where u is high, and the sign of m decides the mask.
+    # p' = (1 - u) sigmoid(m) alone does not lower m where u is high (p' is near 0 there whatever m is).
     seg_raw: float = field(default=1.0, metadata=_range(0.0))
     # [ours] InfoNCE pairing each sounding region with its audio (needs model.similarity_dim > 0).
     lambda_bind: float = field(default=1.0, metadata=_range(0.0))
@@ -374,9 +379,33 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         raise ConfigError(f"--set {override}: the value is not valid YAML: {err}") from None
 
 
+# What `model.profile: paper` switches off: every part that is in neither the paper nor METHOD.md.
+# (section, key) -> value. The encoders stay the configured ones (no offline VGGish or PVT weights).
+PAPER_PROFILE: dict[tuple[str, ...], Any] = {
+    ("model", "similarity_dim"): 0,  # the audio-pixel similarity added to the mask logits
+    ("model", "refine_dim"): 0,  # the mask refiner at 1/2 scale
+    ("loss", "seg_raw"): 0.0,  # the second L_seg, on the raw logits m
+    ("loss", "lambda_bind"): 0.0,  # the similarity's binding loss
+    ("evaluate", "flip"): False,  # test-time averaging with the mirrored frames
+    ("evaluate", "guided_kernel"): 0,  # the guided filter of the mask probabilities
+}
+
+
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Build a `Config` from plain data (as parsed from YAML), validating everything."""
-    return _build(Config, raw, prefix="")
+    """Build a `Config` from plain data (as parsed from YAML), validating everything, with
+    `model.profile` resolved: the returned configuration holds the values the run uses."""
+    return resolve_profile(_build(Config, raw, prefix=""))
+
+
+def resolve_profile(cfg: Config) -> Config:
+    """`cfg` with `PAPER_PROFILE` applied when `model.profile` is paper (unchanged otherwise)."""
+    if cfg.model.profile != "paper":
+        return cfg
+    sections: dict[str, dict[str, Any]] = {}
+    for (section, key), value in PAPER_PROFILE.items():
+        sections.setdefault(section, {})[key] = value
+    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)
+                                       for name, changes in sections.items()})
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -31,7 +31,8 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     test, calibration, robustness = metrics["test"], metrics["calibration"], metrics["robustness"]
     assert metrics["clips"] > 0 and test["frames"] > 0
     assert metrics["protocol"] == {"image_size": 72, "flip": True, "guided_kernel": 21, "guided_eps": 1e-4}  # the model was trained at 64 px
-    for key in ("J", "F", "compat_J", "compat_F", "dataset_J", "dataset_F", "dataset_J&F", "s4_J", "ms3_J", "hard_J"):
+    for key in ("J", "F", "compat_J", "compat_F", "dataset_J", "dataset_F", "dataset_J&F", "s4_J", "ms3_J", "hard_J",
+                "raw_J", "raw_F", "transition_J", "transition_F", "raw_transition_J", "raw_transition_F"):
         assert 0.0 <= test[key] <= 1.0, key
     for name in ("final", "raw", "final_transition", "raw_transition"):
         row = calibration[name]

@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from avs.model.ama import Alignment
-from avs.model.losses import IGNORE, binding_loss, contrastive_loss, evidential_loss, mask_positives, segmentation_loss
+from avs.model.losses import (
+    IGNORE,
+    binding_loss,
+    contrastive_loss,
+    evidential_loss,
+    mask_positives,
+    relevance_gap,
+    response_positives,
+    segmentation_loss,
+)
 
 
 def test_evidential_loss_digamma_form_and_kl():
@@ -43,6 +52,42 @@ def test_contrastive_loss_is_infonce_over_groups():
     assert contrastive_loss(aligned, torch.tensor([[False, False]]), tau=1.0).item() == 0
     empty = _alignment([1.0, 0.0], [[2.0, 0.0], [0.0, 3.0]], occupied=[True, False])
     assert contrastive_loss(empty, torch.tensor([[True, True]]), tau=1.0).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_response_positives_are_the_groups_above_their_frames_mean():
+    aligned = _alignment([1.0, 0.0], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], occupied=[True, True, False])
+    aligned.relevance = torch.tensor([[0.52, 0.50, 0.99]])  # the empty group counts for nothing
+    assert response_positives(aligned).tolist() == [[True, False, False]]
+    aligned.relevance = torch.tensor([[0.5, 0.5, 0.5]])  # all equal: no positive, the frame is skipped
+    assert response_positives(aligned).tolist() == [[False, False, False]]
+
+
+def test_contrastive_loss_is_positive_and_trains_the_audio_and_ama():
+    """On frames with mixed responses (r_p near 0.5, as at initialisation) the loss is > 0 and its
+    gradient reaches the audio projection and AMA's query and key."""
+    from avs.model.ama import AudioGuidedAlignment
+
+    torch.manual_seed(0)
+    ama = AudioGuidedAlignment(channels=48, dim=32, audio_dim=16, num_groups=8, num_heads=4, knn=5, grouping_tokens=64)
+    aligned = ama(torch.randn(4, 48, 8, 8), torch.randn(4, 16))
+    positive = response_positives(aligned)
+    assert positive.any(-1).all() and (~positive & aligned.occupied).any(-1).all()
+    loss = contrastive_loss(aligned, positive, tau=0.07)
+    assert loss.item() > 0.1
+    loss.backward()
+    for name in ("audio_proj", "query_audio", "key"):
+        grad = getattr(ama, name).weight.grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_relevance_gap_is_on_object_minus_elsewhere():
+    aligned = _alignment([1.0, 0.0], [[1.0, 0.0], [0.0, 1.0]])  # top row of the 2x2 grid is group 0
+    aligned.relevance = torch.tensor([[0.7, 0.4]])
+    masks = torch.zeros(1, 4, 4, dtype=torch.long)
+    masks[0, :2] = 1
+    assert relevance_gap({1: aligned}, masks, torch.tensor([True])).item() == pytest.approx(0.3)
+    assert math.isnan(relevance_gap({1: aligned}, masks, torch.tensor([False])).item())  # no labelled frame
+    assert math.isnan(relevance_gap({1: aligned}, torch.zeros(1, 4, 4, dtype=torch.long), torch.tensor([True])).item())
 
 
 def test_mask_positives_are_groups_mostly_inside_the_mask():
@@ -144,21 +189,25 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
 def test_seg_raw_trains_the_raw_logits_where_uncertainty_mutes_the_final_ones():
     from avs.config import LossConfig
     from avs.model.losses import compute_losses
+    from avs.model.ue import down_weighted_logits
 
     b, t, size = 1, 2, 8
     masks = torch.zeros(b, t, size, size, dtype=torch.long)
     masks[..., 2:5, 2:6] = 1
     labelled = torch.ones(b, t, dtype=torch.bool)
     raw = torch.zeros(b, t, 1, size, size, requires_grad=True)
-    u = torch.ones(b, t, size, size)  # total uncertainty: m' = (1 - u) m = 0 whatever m is
+    evidence = torch.zeros(b, t, 2, size, size)  # total uncertainty: p' = (1 - u) sigmoid(m) = 0 whatever m is
 
     def outputs() -> dict:
-        return {"logits": (1 - u)[:, :, None] * raw, "mask_logits": raw, "evidence": torch.zeros(b, t, 2, size, size),
+        return {"logits": down_weighted_logits(raw, evidence), "mask_logits": raw, "evidence": evidence,
                 "alignments": {}, "binding": None}
 
     terms = compute_losses(outputs(), masks, labelled, LossConfig(lambda_unc=0.0, seg_raw=0.0))
     assert "seg_raw" not in terms
-    assert torch.autograd.grad(terms["total"], raw)[0].abs().max() == 0  # m gets nothing through m'
+    grad = torch.autograd.grad(terms["total"], raw)[0]
+    # outside the object p' is 0 whatever m is: m gets nothing there through p' (inside, the
+    # BCE's -log p' = -log(1 - u) - log sigmoid(m) still raises m)
+    assert grad[masks[:, :, None] == 0].abs().max() < 1e-20 and grad[masks[:, :, None] == 1].max() < 0
     terms = compute_losses(outputs(), masks, labelled, LossConfig(lambda_unc=0.0, seg_raw=0.5))
     seg = segmentation_loss(raw.flatten(0, 1), masks.flatten(0, 1))
     expected = 5 * seg["bce"] + 5 * seg["dice"] + 2 * seg["iou"]

@@ -11,7 +11,7 @@ from avs.config import Config, config_from_dict
 from avs.model import build_model, compute_losses
 from avs.model.ama import AudioGuidedAlignment, group_tokens
 from avs.model.dpc_knn import dpc_knn
-from avs.model.ue import dirichlet_uncertainty
+from avs.model.ue import EvidentialHead, dirichlet_uncertainty, down_weighted_logits
 
 BACKBONES = ["efficientnet_lite0", "tf_efficientnet_lite0", "resnet18", "pvt_v2_b0", "resnet50", "pvt_v2_b5"]
 
@@ -92,7 +92,8 @@ def test_ablation_switches_give_the_four_variants():
     _, out, losses = run(full)
     assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "seg_raw", "bind", "total"}  # seg_raw: only with UE [ours]
     u = out["uncertainty"][:, :, None]
-    assert torch.allclose(out["logits"], (1 - u) * out["mask_logits"])
+    expected = (1 - u) * torch.sigmoid(out["mask_logits"])  # p' = (1 - u) sigmoid(m)
+    assert torch.allclose(torch.sigmoid(out["logits"]), expected, atol=1e-6)
 
     _, _, losses = run(config_from_dict({**_plain(full), "loss": {"lambda_cst": 0.0}}))
     assert "cst" not in losses
@@ -152,7 +153,8 @@ def test_uncertainty_is_in_unit_interval_and_one_without_evidence():
 
 def make_alignment(**kwargs) -> AudioGuidedAlignment:
     torch.manual_seed(0)
-    return AudioGuidedAlignment(dim=32, audio_dim=16, num_groups=6, num_heads=4, knn=5, grouping_tokens=64, **kwargs)
+    kwargs = {"channels": 32, "dim": 32, **kwargs}
+    return AudioGuidedAlignment(audio_dim=16, num_groups=6, num_heads=4, knn=5, grouping_tokens=64, **kwargs)
 
 
 def test_zero_audio_gives_uniform_relevance():
@@ -392,3 +394,88 @@ def test_narrow_group_norm_trains_in_nchw_and_infers_channels_last_with_the_same
     torch.testing.assert_close(inferred, expected.detach())
     wide = GroupNorm(8, 64)(torch.randn(2, 64, 4, 4).contiguous(memory_format=torch.channels_last))
     assert not wide.is_contiguous()  # wide inputs stay channels-last
+
+
+def test_a_pixel_with_high_uncertainty_changes_the_mask():
+    """u -> 1 (no evidence) turns a confidently sounding pixel (m = 4) into background; with strong
+    evidence p' stays sigmoid(m). Binary and AVSS (the removed mass goes to background)."""
+    m = torch.full((1, 1, 1, 2, 1), 4.0)
+    evidence = torch.zeros(1, 1, 2, 2, 1)  # (B, T, K_e, H, W): pixel 0 has no evidence (u = 1)
+    evidence[0, 0, 1, 1, 0] = 1e4  # pixel 1: strong evidence for "sounding" (u ~ 0)
+    p = torch.sigmoid(down_weighted_logits(m, evidence))[0, 0, 0, :, 0]
+    assert torch.sigmoid(m).flatten()[0] > 0.5 and p[0] < 0.5  # the mask at 0.5 changes
+    assert p[1].item() == pytest.approx(torch.sigmoid(torch.tensor(4.0)).item(), rel=1e-3)
+
+    classes = torch.tensor([-2.0, 3.0, 0.0]).view(1, 1, 3, 1, 1)  # class 1 wins
+    for e, winner in ((torch.zeros(1, 1, 3, 1, 1), 0), (torch.full((1, 1, 3, 1, 1), 1e5), 1)):
+        log_p = down_weighted_logits(classes, e)
+        assert log_p.exp().sum(2).item() == pytest.approx(1.0, abs=1e-5)
+        assert log_p.argmax(2).item() == winner
+    log_p = down_weighted_logits(classes, torch.tensor([0.0, 4.0, 4.0]).view(1, 1, 3, 1, 1))  # u = 3 / 11
+    q = classes.softmax(2).flatten()
+    keep = 1 - 3 / 11
+    expected = torch.stack([q[0] + (1 - keep) * (1 - q[0]), keep * q[1], keep * q[2]])
+    assert torch.allclose(log_p.exp().flatten(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_down_weighting_stays_finite_at_the_extremes(dtype):
+    m = torch.tensor([-80.0, -5.0, 0.0, 5.0, 80.0], dtype=dtype).view(1, 1, 1, 5, 1).expand(1, 1, 1, 5, 3)
+    evidence = torch.tensor([0.0, 1e-20, 1e8], dtype=dtype).view(1, 1, 1, 1, 3).expand(1, 1, 2, 5, 3)
+    for num_classes in (1, 3):
+        logits = down_weighted_logits(m.expand(1, 1, num_classes, 5, 3).clone().requires_grad_(), evidence)
+        assert torch.isfinite(logits).all()
+    leaf = m.clone().float().requires_grad_()
+    down_weighted_logits(leaf, evidence.float().requires_grad_()).sum().backward()
+    assert torch.isfinite(leaf.grad).all()
+
+
+def test_ue_temporal_attention_feeds_the_mask_head():
+    """Changing one frame changes the other frame's raw mask logits m only through UE's temporal attention."""
+    torch.manual_seed(0)
+    cfg = tiny_config(similarity_dim=0, refine_dim=0)
+    model = build_model(cfg).eval()
+    video, audio = torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 16000) * 0.1
+    changed = video.clone()
+    changed[0, 1] = torch.rand(3, 64, 64)
+    with torch.no_grad():
+        first, second = model(video, audio)["mask_logits"], model(changed, audio)["mask_logits"]
+    assert not torch.allclose(first[0, 0], second[0, 0])
+    no_ue = build_model(tiny_config(similarity_dim=0, refine_dim=0, ue={"enabled": False})).eval()
+    with torch.no_grad():
+        assert torch.allclose(no_ue(video, audio)["mask_logits"][0, 0], no_ue(changed, audio)["mask_logits"][0, 0])
+    assert isinstance(model.uncertainty, EvidentialHead)
+
+
+@pytest.mark.parametrize(("backbone", "width"), [("resnet50", 256), ("efficientnet_lite0", None)])
+def test_ama_works_at_a_fixed_width(backbone, width):
+    """`model.ama.dim`: wide stages are projected to D; a stage narrower than D keeps its width."""
+    cfg = tiny_config(backbone=backbone, ama={"groups": [4, 4, 4, 2], "grouping_tokens": 64, "dim": 256})
+    model, out, _ = run(cfg)
+    channels = model.visual.channels
+    for stage, aligned in out["alignments"].items():
+        expected = min(256, channels[stage - 1])
+        assert aligned.groups.shape[-1] == aligned.audio.shape[-1] == aligned.compact.shape[-1] == expected
+        assert aligned.features.shape[1] == channels[stage - 1]
+        module = model.alignments[str(stage)]
+        assert isinstance(module.project, torch.nn.Linear) == (channels[stage - 1] > 256)
+    if backbone == "resnet50":  # at C = 2048 AMA is no longer several times the backbone
+        ama = sum(p.numel() for p in model.alignments.parameters())
+        assert ama < 0.5 * sum(p.numel() for p in model.visual.parameters())
+
+
+def test_paper_profile_is_exactly_the_methods_model():
+    """`model.profile: paper` drops every part that is in neither the paper nor METHOD.md, whatever
+    those parts are set to, and keeps the paper's loss terms only."""
+    from avs.config import PAPER_PROFILE
+
+    cfg = config_from_dict({**_plain(tiny_config(similarity_dim=64, refine_dim=16)), "model": {
+        **_plain(tiny_config())["model"], "profile": "paper", "similarity_dim": 64, "refine_dim": 16}})
+    for (section, key), value in PAPER_PROFILE.items():
+        assert getattr(getattr(cfg, section), key) == value, (section, key)
+    model, out, losses = run(cfg)
+    assert model.similarity is None and model.refiner is None and out["binding"] is None
+    assert {name.split(".")[0] for name, _ in model.named_children()} == {
+        "visual", "audio", "alignments", "decoder", "audio_query", "compact_query", "mask_head", "uncertainty"}
+    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "total"}
+    assert run(tiny_config())[0].similarity is not None  # ours: the additions stay

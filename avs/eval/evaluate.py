@@ -111,6 +111,8 @@ class _Scores:
         self.visual_only: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<clean|muted>:<subset>"
         self.calibration: dict[str, CalibrationMeter] = defaultdict(CalibrationMeter)  # final/raw x all/transition
         self.picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)  # by subset, clips with visible masks
+        # J and F of the final p' and of the raw head m, on all frames and on sounding-state transitions
+        self.heads: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<final|raw><|_transition>"
 
     def update(self, condition: str, batch: ClipBatch, outputs: dict[str, Any]) -> None:
         if condition not in self.conditions:
@@ -140,6 +142,11 @@ class _Scores:
         # frames whose sounding state differs from the previous frame's
         transition = torch.zeros_like(labelled)
         transition[:, 1:] = batch.sounding[:, 1:] != batch.sounding[:, :-1]
+        raw_probs = foreground_probability(outputs["mask_logits"])
+        for name, p in (("final", probs), ("raw", raw_probs)):
+            for frames, suffix in ((labelled, ""), (labelled & transition, "_transition")):
+                if name + suffix != "final":  # final on all frames: the test J above
+                    self.heads[name + suffix].update(p[frames], truth[frames])
         u = outputs["uncertainty"]
         raw = class_probabilities(outputs["mask_logits"])
         for name, p in (("final", class_probs), ("raw", raw)):
@@ -168,6 +175,11 @@ class _Scores:
         if self.semantic is not None:
             semantic = self.semantic.compute()
             out["test"].update({"avss_mIoU": semantic["J"], "avss_F": semantic["F"]})
+        for name, meter in sorted(self.heads.items()):
+            result = meter.compute()
+            if result["frames"]:
+                prefix = name.removeprefix("final_") + "_"  # transition_J, raw_J, raw_transition_J
+                out["test"][f"{prefix}J"], out["test"][f"{prefix}F"] = result["J"], result["F"]
         for name, meter in sorted(self.calibration.items()):
             out["calibration"][name] = {k: v for k, v in meter.compute().items()}
         for subset, meter in sorted(self.picks.items()):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avs.model.dpc_knn import dpc_knn
+from avs.model.dpc_knn import dpc_knn, nearest_centre, pairwise_distances
 
 
 @dataclass
@@ -18,11 +18,11 @@ class Alignment:
 
     features: torch.Tensor  # (N, C, H, W) tokens after the audio-guided update
     relevance: torch.Tensor  # (N, P) r_p in (0, 1)
-    groups: torch.Tensor  # (N, P, C) consolidated group features g_p
-    audio: torch.Tensor  # (N, C) the audio embedding projected to this stage's width
+    groups: torch.Tensor  # (N, P, D) consolidated group features g_p at AMA's width D
+    audio: torch.Tensor  # (N, D) the audio embedding projected to AMA's width
     assignment: torch.Tensor  # (N, H*W) group index of every token
     occupied: torch.Tensor  # (N, P) bool: the group has at least one token
-    compact: torch.Tensor  # (N, C) z = sum_p softmax_p(r) g_p
+    compact: torch.Tensor  # (N, D) z = sum_p softmax_p(r) g_p
 
 
 @torch.no_grad()
@@ -48,10 +48,16 @@ def group_tokens(tokens: torch.Tensor, size: tuple[int, int], num_groups: int, k
         return dpc_knn(tokens, num_groups, knn).assignment
     factor = math.ceil(math.sqrt(count / max_tokens))
     grid = tokens.transpose(1, 2).unflatten(2, (height, width))  # (N, C, H, W)
-    pooled = F.avg_pool2d(grid, factor, ceil_mode=True).flatten(2).transpose(1, 2)  # (N, L', C)
+    pooled = F.avg_pool2d(grid, factor, ceil_mode=True)
+    pooled_width = pooled.shape[-1]
+    pooled = pooled.flatten(2).transpose(1, 2)  # (N, L', C)
     centres = dpc_knn(pooled, min(num_groups, pooled.shape[1]), knn).centres  # (N, P)
     centre_features = pooled.gather(1, centres[..., None].expand(-1, -1, pooled.shape[2]))  # (N, P, C)
-    return torch.cdist(tokens.float(), centre_features.float()).argmin(dim=-1)
+    # a centre's place in the full-resolution raster order: the middle of its pooled cell
+    row, column = centres // pooled_width, centres % pooled_width
+    centre_index = (row * factor + factor // 2).clamp(max=height - 1) * width + (column * factor + factor // 2).clamp(max=width - 1)
+    to_centres = pairwise_distances(tokens.float(), centre_features.float())  # (N, L, P)
+    return nearest_centre(to_centres, torch.arange(count, device=tokens.device), centre_index)
 
 
 class AudioGuidedAlignment(nn.Module):
@@ -64,23 +70,32 @@ class AudioGuidedAlignment(nn.Module):
     3. r_p = sigmoid(mean over heads <W_q a, W_k g_p> / sqrt(d)); X <- X + MLP(r * g) per token;
        z = sum_p softmax_p(r) g_p.
     The audio projections have no bias, so a zero audio embedding gives r_p = 0.5 for all p.
+
+    Groups, attention and r_p work at a fixed width D = min(`dim`, C): tokens wider than D are
+    projected to D after the norm, and the MLP maps back to C, so AMA's size does not grow with
+    the backbone. [ours] A stage narrower than `dim` keeps its own width (no projection up).
     """
 
-    def __init__(self, *, dim: int, audio_dim: int, num_groups: int, num_heads: int, knn: int, grouping_tokens: int):
+    def __init__(self, *, channels: int, dim: int, audio_dim: int, num_groups: int, num_heads: int, knn: int,
+                 grouping_tokens: int):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"AMA width {dim} is not divisible by {num_heads} heads")
+        width = min(dim, channels)
+        if width % num_heads:
+            raise ValueError(f"AMA width {width} (min of model.ama.dim and the stage's {channels} channels) "
+                             f"is not divisible by {num_heads} heads")
+        self.width = width
         self.num_groups, self.num_heads, self.knn, self.grouping_tokens = num_groups, num_heads, knn, grouping_tokens
-        self.audio_proj = nn.Linear(audio_dim, dim, bias=False)
-        self.norm = nn.LayerNorm(dim)
-        self.query_audio = nn.Linear(dim, dim, bias=False)
-        self.query_group = nn.Linear(dim, dim)
-        self.key = nn.Linear(dim, dim)
-        self.value = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.audio_proj = nn.Linear(audio_dim, width, bias=False)
+        self.norm = nn.LayerNorm(channels)
+        self.project = nn.Linear(channels, width) if width < channels else nn.Identity()
+        self.query_audio = nn.Linear(width, width, bias=False)
+        self.query_group = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+        self.out = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, channels))
         # layer scale: the update starts small so a pretrained backbone's next stage is not disturbed
-        self.gamma = nn.Parameter(torch.full((dim,), 0.1))
+        self.gamma = nn.Parameter(torch.full((channels,), 0.1))
 
     def _consolidate(
         self, q_groups: torch.Tensor, q_audio: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor
@@ -93,12 +108,12 @@ class AudioGuidedAlignment(nn.Module):
         dense masked form.
 
         Args:
-            q_groups: (N, P, C) group queries; q_audio: (N, C) the audio query;
-            keys, values: (N, L, C); rows: (N, L) each token's group as a row of the
+            q_groups: (N, P, D) group queries; q_audio: (N, D) the audio query;
+            keys, values: (N, L, D); rows: (N, L) each token's group as a row of the
                 (N * P) flattened groups (see `_group_rows`).
 
         Returns:
-            (N, P, C) the attention output per group (zero for an empty group).
+            (N, P, D) the attention output per group (zero for an empty group).
         """
         n, num_groups, c = q_groups.shape
         h, d = self.num_heads, c // self.num_heads
@@ -121,29 +136,31 @@ class AudioGuidedAlignment(nn.Module):
         tokens = features.flatten(2).transpose(1, 2)  # (N, L, C)
         normed = self.norm(tokens)
         assignment = group_tokens(normed.detach(), (h, w), self.num_groups, self.knn, self.grouping_tokens)
+        normed = self.project(normed)  # (N, L, D)
+        width = normed.shape[-1]
         # each token's group as a row of the (N * P) flattened groups: row indexing and index_add
         # are much faster on CPU than gather/scatter with an index expanded over channels
         rows = assignment + torch.arange(n, device=assignment.device)[:, None] * self.num_groups  # (N, L)
         flat_rows = rows.flatten()
-        sums = normed.new_zeros(n * self.num_groups, c).index_add(0, flat_rows, normed.flatten(0, 1))
+        sums = normed.new_zeros(n * self.num_groups, width).index_add(0, flat_rows, normed.flatten(0, 1))
         sizes = normed.new_zeros(n * self.num_groups).index_add(0, flat_rows, normed.new_ones(flat_rows.shape))
         occupied = (sizes > 0).view(n, self.num_groups)
-        initial = (sums / sizes.clamp(min=1)[:, None]).view(n, self.num_groups, c)  # (N, P, C) G^0: member means
+        initial = (sums / sizes.clamp(min=1)[:, None]).view(n, self.num_groups, width)  # (N, P, D) G^0: member means
 
-        a = self.audio_proj(audio)  # (N, C)
-        q_audio = self.query_audio(a)  # (N, C)
-        keys = self.key(normed)  # (N, L, C)
+        a = self.audio_proj(audio)  # (N, D)
+        q_audio = self.query_audio(a)  # (N, D)
+        keys = self.key(normed)  # (N, L, D)
         groups = initial + self.out(self._consolidate(self.query_group(initial), q_audio, keys, self.value(normed), rows))
 
-        head_dim = c // self.num_heads
+        head_dim = width // self.num_heads
         response = (q_audio[:, None] * self.key(groups)).unflatten(-1, (self.num_heads, head_dim)).sum(-1)  # (N, P, h)
         relevance = torch.sigmoid(response.mean(dim=-1) / math.sqrt(head_dim))  # (N, P)
 
         # MLP(r_g(i) * g_g(i)) is the same for every token of a group: compute it once per group
-        update = self.mlp(relevance[..., None] * groups)  # (N, P, C)
+        update = self.mlp(relevance[..., None] * groups)  # (N, P, C): back to the stage's width
         tokens = tokens + self.gamma * update.flatten(0, 1)[rows]
         weights = torch.softmax(relevance.masked_fill(~occupied, float("-inf")), dim=-1)  # (N, P)
-        compact = (weights[..., None] * groups).sum(dim=1)  # (N, C)
+        compact = (weights[..., None] * groups).sum(dim=1)  # (N, D)
         return Alignment(
             features=tokens.transpose(1, 2).reshape(n, c, h, w),
             relevance=relevance,

@@ -1,6 +1,6 @@
 """Losses (METHOD.md): L = L_seg + lambda_cst L_cst + lambda_unc L_unc (+ seg_raw L_seg(m) and
-lambda_bind L_bind [ours]), as a dict of named terms. L_seg scores the final logits m' = (1 - u) m;
-`seg_raw` adds it on the raw logits m too.
+lambda_bind L_bind [ours]), as a dict of named terms. L_seg scores the final probabilities p'
+(UE's down-weighting, `outputs["logits"]`); `seg_raw` adds it on the raw logits m too.
 
 Targets:
     masks     (B, T, H, W) long: 0/1 for binary data, class indices for AVSS; IGNORE marks
@@ -79,18 +79,31 @@ def contrastive_loss(
     """InfoNCE over one stage's groups: -log(sum_pos exp(cos(a, g)/tau) / sum_all exp(cos(a, g)/tau)).
 
     Args:
-        aligned: the stage's AMA output (audio (N, C), groups (N, P, C), occupied (N, P)).
-        positive: (N, P) bool positives; frames with none are skipped.
+        aligned: the stage's AMA output (audio (N, D), groups (N, P, D), occupied (N, P)).
+        positive: (N, P) bool positives; frames with no positive or no negative are skipped.
     """
     similarity = F.cosine_similarity(aligned.audio[:, None], aligned.groups, dim=-1) / tau  # (N, P)
     similarity = similarity.masked_fill(~aligned.occupied, float("-inf"))
     positive = positive & aligned.occupied
-    used = positive.any(dim=-1)
+    negative = ~positive & aligned.occupied
+    used = positive.any(dim=-1) & negative.any(dim=-1)
     if not used.any():
         return similarity.masked_fill(~aligned.occupied, 0).sum() * 0
     log_all = similarity[used].logsumexp(dim=-1)
     log_positive = similarity[used].masked_fill(~positive[used], float("-inf")).logsumexp(dim=-1)
     return (log_all - log_positive).mean()
+
+
+def response_positives(aligned: Alignment) -> torch.Tensor:
+    """Groups whose r_p is above their frame's mean r_p over its non-empty groups (`positives: response`).
+
+    Relative to the frame (METHOD.md, AMA step 4): r_p starts near 0.5 everywhere, so any
+    absolute threshold either takes every group or none. Chosen without gradient.
+    """
+    relevance = aligned.relevance.detach()
+    occupied = aligned.occupied
+    mean = (relevance * occupied).sum(-1, keepdim=True) / occupied.sum(-1, keepdim=True).clamp(min=1)
+    return (relevance > mean) & occupied
 
 
 def mask_positives(aligned: Alignment, masks: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
@@ -106,6 +119,29 @@ def mask_positives(aligned: Alignment, masks: torch.Tensor, labelled: torch.Tens
     member = F.one_hot(aligned.assignment, aligned.groups.shape[1]).float()  # (N, L, P)
     overlap = (member * fraction[..., None]).sum(1) / member.sum(1).clamp(min=1)  # (N, P)
     return (overlap >= 0.5) & labelled[:, None]
+
+
+def relevance_gap(alignments: dict[int, Alignment], masks: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Mean r_p of groups on sounding objects minus mean r_p of the other groups (AMA's metric).
+
+    Per stage, over the labelled frames that have groups of both kinds (`mask_positives` decides
+    which groups are on the objects), then averaged over stages; NaN where no frame qualifies.
+
+    Args:
+        alignments: `RAVS.forward`'s AMA outputs; masks: (N, H, W); labelled: (N,) bool.
+    """
+    gaps = []
+    for aligned in alignments.values():
+        on_object = mask_positives(aligned, masks, labelled)
+        elsewhere = aligned.occupied & ~on_object & labelled[:, None]
+        both = on_object.any(-1) & elsewhere.any(-1)
+        if not both.any():
+            continue
+        relevance = aligned.relevance.detach().float()[both]
+        on, off = on_object[both].float(), elsewhere[both].float()
+        gap = (relevance * on).sum(-1) / on.sum(-1) - (relevance * off).sum(-1) / off.sum(-1)
+        gaps.append(gap.mean())
+    return torch.stack(gaps).mean() if gaps else masks.new_tensor(float("nan"), dtype=torch.float32)
 
 
 def binding_loss(audio: torch.Tensor, pixels: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor,
@@ -192,7 +228,7 @@ def compute_losses(
         per_stage = []
         for aligned in outputs["alignments"].values():
             if cfg.cst_positives == "response":
-                positive = aligned.relevance.detach() >= cfg.cst_theta
+                positive = response_positives(aligned)
             else:
                 positive = mask_positives(aligned, flat_masks, flat_labelled)
             per_stage.append(contrastive_loss(aligned, positive, cfg.cst_tau))

@@ -15,16 +15,21 @@ from avs.model.audio import AudioEncoder, build_audio_encoder
 from avs.model.encoders import VisualEncoder, build_visual_encoder
 from avs.model.refine import MaskRefiner
 from avs.model.similarity import AudioPixelSimilarity
-from avs.model.ue import EvidentialHead, dirichlet_uncertainty
+from avs.model.ue import EvidentialHead, dirichlet_uncertainty, down_weighted_logits
 
 
 class RAVS(nn.Module):
     """Encoders with AMA after chosen stages, an FPN decoder with an audio query, an audio-pixel
     similarity added to the mask logits [ours], a refinement of the mask at 1/2 scale [ours], and UE.
 
+    With UE, the decoder's features pass its temporal attention before both the mask head and
+    the evidential head, and the final probabilities are p' (`down_weighted_logits`): the
+    sounding mass times (1 - u).
+
     `forward` returns a dict:
-        logits       (B, T, K, H, W) final mask logits m' = (1 - u) m (m when UE is off);
-                     K = 1 (binary: sounding) or the number of classes (AVSS: 71)
+        logits       (B, T, K, H, W) logits of the final probabilities p' (m when UE is off):
+                     binary logit(p'), AVSS log p'; K = 1 (binary: sounding) or the number of
+                     classes (AVSS: 71)
         mask_logits  (B, T, K, H, W) m: the mask head's logits plus the audio-pixel similarity
         uncertainty  (B, T, H, W) u = K_e / S in (0, 1], or None when UE is off
         evidence     (B, T, K_e, H, W) Dirichlet evidence (K_e = 2 for binary), or None
@@ -56,7 +61,7 @@ class RAVS(nn.Module):
         # stage's compact representation z, each projected to the decoder's width.
         self.audio_query = nn.Linear(audio.embed_dim, decoder_dim)
         self.compact_query = nn.ModuleDict(
-            {stage: nn.Linear(visual.channels[int(stage) - 1], decoder_dim) for stage in self.alignments}
+            {stage: nn.Linear(module.width, decoder_dim) for stage, module in self.alignments.items()}
         )
         self.mask_head = nn.Sequential(conv_norm_act(decoder_dim, decoder_dim), nn.Conv2d(decoder_dim, num_classes, 1))
         self.similarity = similarity
@@ -93,6 +98,8 @@ class RAVS(nn.Module):
         for index, aligned in alignments.items():
             query = query + self.compact_query[str(index)](aligned.compact)
         fused = pixels * (1 + query[:, :, None, None])  # FiLM-style audio modulation
+        if self.uncertainty is not None:  # UE's temporal attention feeds the mask head and the evidence
+            fused = self._decoder_part(bf16, self.uncertainty.temporal, fused.unflatten(0, (b, t))).flatten(0, 1)
         mask = self._decoder_part(bf16, self.mask_head, fused)  # (B*T, K, H/4, W/4)
         binding = None
         if self.similarity is not None:
@@ -115,10 +122,10 @@ class RAVS(nn.Module):
             "binding": binding,
         }
         if self.uncertainty is not None:
-            evidence = self._decoder_part(bf16, self.uncertainty, fused.unflatten(0, (b, t)))  # (B, T, K_e, H/4, W/4)
-            evidence = self._upsample(evidence.flatten(0, 1), (height, width)).unflatten(0, (b, t)).clamp(min=0)
+            evidence = self._decoder_part(bf16, self.uncertainty, fused)  # (B*T, K_e, H/4, W/4)
+            evidence = self._upsample(evidence, (height, width)).unflatten(0, (b, t)).clamp(min=0)
             _, u = dirichlet_uncertainty(evidence)  # (B, T, H, W)
-            outputs.update(logits=(1 - u)[:, :, None] * mask, uncertainty=u, evidence=evidence)
+            outputs.update(logits=down_weighted_logits(mask, evidence), uncertainty=u, evidence=evidence)
         return outputs
 
     @staticmethod
@@ -155,7 +162,8 @@ def build_model(cfg: Config) -> RAVS:
     if m.ama.enabled:
         alignments = {
             stage: AudioGuidedAlignment(
-                dim=visual.channels[stage - 1],
+                channels=visual.channels[stage - 1],
+                dim=m.ama.dim,
                 audio_dim=audio.embed_dim,
                 num_groups=m.ama.groups[stage - 1],
                 num_heads=m.ama.heads,

@@ -1,6 +1,8 @@
-"""UE: temporal attention and the evidential (Dirichlet) head (METHOD.md, UE steps 1-3)."""
+"""UE: temporal attention, the evidential (Dirichlet) head and the down-weighting (METHOD.md, UE steps 1-3)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,8 @@ class TemporalAttention(nn.Module):
 
 
 class EvidentialHead(nn.Module):
-    """Evidence e = softplus(conv(temporal(F))) for K classes (Sensoy et al., 2018)."""
+    """Evidence e = softplus(conv(F)) for K classes (Sensoy et al., 2018), from the temporally
+    attended features that the mask head reads too (`temporal`, applied by the caller)."""
 
     def __init__(self, *, dim: int, num_classes: int, num_heads: int, max_frames: int):
         super().__init__()
@@ -49,9 +52,8 @@ class EvidentialHead(nn.Module):
         self.evidence = nn.Conv2d(dim, num_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Args: features (B, T, C, H, W). Returns: evidence (B, T, K, H, W) >= 0."""
-        x = self.temporal(features)
-        return F.softplus(self.evidence(x.flatten(0, 1))).unflatten(0, x.shape[:2])
+        """Args: features (N, C, H, W), already through `temporal`. Returns: evidence (N, K, H, W) >= 0."""
+        return F.softplus(self.evidence(features))
 
 
 def dirichlet_uncertainty(evidence: torch.Tensor, dim: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,3 +64,30 @@ def dirichlet_uncertainty(evidence: torch.Tensor, dim: int = 2) -> tuple[torch.T
     """
     alpha = evidence + 1.0
     return alpha, evidence.shape[dim] / alpha.sum(dim=dim)
+
+
+def down_weighted_logits(mask_logits: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """Logits of the final probabilities p', the sounding mass scaled by (1 - u) (UE step 3).
+
+    Binary (K = 1 logit): p' = (1 - u) sigmoid(m), returned as logit(p'). AVSS (K classes,
+    class 0 background): the object classes' softmax mass times (1 - u), the removed mass added
+    to background, returned as log p' (its softmax is p'). Where u -> 1, p' -> "not sounding".
+
+    Computed in log space in float32, so that it stays finite where u -> 1 or |m| is large:
+    log(1 - u) = log(sum e) - log S, log u = log K - log S.
+
+    Args:
+        mask_logits: (B, T, K, H, W) m; evidence: (B, T, K_e, H, W) >= 0 (K_e = 2 binary).
+    """
+    m, e = mask_logits.float(), evidence.float()
+    log_strength = torch.log(e.sum(dim=2, keepdim=True) + e.shape[2])  # (B, T, 1, H, W) log S
+    log_keep = torch.log(e.sum(dim=2, keepdim=True).clamp(min=1e-30)) - log_strength  # log(1 - u)
+    log_u = math.log(e.shape[2]) - log_strength
+    if m.shape[2] == 1:
+        log_p = log_keep + F.logsigmoid(m)
+        log_not = torch.logaddexp(F.logsigmoid(-m), log_u + F.logsigmoid(m))  # log(1 - p')
+        return log_p - log_not
+    log_q = m.log_softmax(dim=2)
+    log_objects = log_q[:, :, 1:].logsumexp(dim=2, keepdim=True)  # log(1 - q_0)
+    background = torch.logaddexp(log_q[:, :, :1], log_u + log_objects)
+    return torch.cat([background, log_keep + log_q[:, :, 1:]], dim=2)

@@ -102,6 +102,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         started = time.perf_counter()
         model.train()
         sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)  # a term a step lacks (or has as NaN) is not averaged in
         steps = clips = 0
         data_wait = WaitClock()
         bar = _step_bar(f"train epoch {epoch} ({epoch + 1}/{cfg.train.epochs})", steps_per_epoch) \
@@ -112,7 +113,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / steps_per_epoch,
                                 use_bf16, where=f"epoch {epoch} step {step}")
             for name, value in losses.items():
-                sums[name] += value.item()
+                if math.isfinite(value := value.item()):
+                    sums[name] += value
+                    counts[name] += 1
             steps += 1
             clips += len(batch.clip_id)
             if bar is not None:
@@ -121,7 +124,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             bar.total = steps  # steps_per_epoch assumed an even split of the clips between workers
             bar.close()
         train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
-        metrics = {f"train/{name}": total / max(1, steps) for name, total in sums.items()}
+        metrics = {f"train/{name}": total / counts[name] for name, total in sums.items()}
         val_batches = val_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips())
         metrics.update(validate(model, val_batches, device, use_bf16))
         metrics.update(_worker_agreement(model, context.get_world_size()))
@@ -149,7 +152,8 @@ def epoch_summary(metrics: dict[str, float], epochs: int, seconds: float) -> str
     subsets = ", ".join(f"{k[len('val_'):-len('/J')]} {v:.3f}" for k, v in sorted(metrics.items())
                         if k.startswith("val_") and k.endswith("/J") and "visible_union" not in k)
     epoch = int(metrics["epoch"])  # 0-based, as in train_history.csv and MLflow's steps
-    return (f"avs train: epoch {epoch} ({epoch + 1}/{epochs}): loss {metrics.get('train/total', math.nan):.4g}, "
+    ama = "".join(f", {name} {metrics[f'train/{name}']:.3g}" for name in ("cst", "rp_gap") if f"train/{name}" in metrics)
+    return (f"avs train: epoch {epoch} ({epoch + 1}/{epochs}): loss {metrics.get('train/total', math.nan):.4g}{ama}, "
             f"val J {metrics['val/J']:.3f}" + (f" ({subsets})" if subsets else "")
             + f", {metrics['train/clips_per_s']:.2f} clips/s, {seconds:.0f} s")
 

@@ -17,6 +17,7 @@ from avs.config import Config
 from avs.data.stream import ClipBatch
 from avs.eval.metrics import BinaryMeter
 from avs.model import compute_losses
+from avs.model.losses import relevance_gap
 from avs.model.saved import foreground_probability
 from avs.train.checkpoint import unwrap
 
@@ -76,7 +77,8 @@ def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimi
 
     `batch` is on the model's device; `progress` is the epoch as a fraction (the KL annealing
     reads it); `where` names the step in the error raised when the loss is not finite.
-    Returns the loss terms (detached).
+    Returns the loss terms (detached) and, with AMA on, `rp_gap` (`relevance_gap`: not a loss;
+    NaN when the batch has no labelled frame with groups on and off the sounding objects).
     """
     device_type = batch.frames.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -94,7 +96,11 @@ def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimi
         nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
     optimizer.step()
     scheduler.step()
-    return {name: value.detach() for name, value in losses.items()}
+    results = {name: value.detach() for name, value in losses.items()}
+    if outputs["alignments"]:
+        masks, labelled = training_targets(batch, cfg.train.target)
+        results["rp_gap"] = relevance_gap(outputs["alignments"], masks.flatten(0, 1), labelled.flatten())
+    return results
 
 
 @torch.no_grad()
