@@ -54,7 +54,8 @@ bench: setup
 	$(BIN)/python benchmarks/mask_resolution.py
 	$(BIN)/python benchmarks/mixture_probe.py
 
-# Baseline, +AMA, +UE next to the full model of `make repro` (about 40 minutes on 2 cores).
+# The seeded five-row ablation (benchmarks/ablation.py): 15 trainings, about 13 minutes each on 2
+# cores; resumable, finished runs are kept in benchmarks/results/ablation/.
 ablation: repro
 	$(BIN)/python benchmarks/ablation.py
 

@@ -1,110 +1,169 @@
-"""The paper's ablation on the embedded set: baseline, +AMA, +UE and full, from one code path.
+"""The seeded ablation on the embedded set: baseline, +AMA, +UE, full (paper profile), full (ours).
 
-Runs three DVC experiments outside the workspace (`dvc exp run --temp`), each the whole
-pipeline with the switches below; the full model is the workspace's own `dvc repro` result.
-Then writes their test metrics to benchmarks/results/ablation.md. About 13 minutes per variant
-on 2 CPU cores. Run from the repository root: `make ablation` (or `python benchmarks/ablation.py`).
+Each (variant, seed) is a whole training and evaluation at the default budget with the switches
+below and `train.seed` set, run by the `avs` command in its own scratch folder
+(`.cache/ablation/<variant>-s<seed>/`: a copy of params.yaml, links to the workspace's shards
+and weights, its own Ray storage and MLflow store), so it never touches the workspace's model.
+Its result goes to `benchmarks/results/ablation/<variant>-s<seed>.json` with the run's name
+(`avs.train.run.run_name`: params, shards and code); a result whose name still matches is kept
+and not run again, so the table fills over several sittings. Then the table of mean +- std over
+seeds and the paired difference full - baseline per seed go to benchmarks/results/ablation.md.
+
+About 13 minutes per run on 2 CPU cores. Run from the repository root after `dvc repro`
+(shards and weights): `make ablation`, or `python benchmarks/ablation.py --seeds 0 --variants paper`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from avs.config import load_config
+from avs.data.preprocess import read_manifest
+from avs.data.stages import shards_dir
+from avs.train.run import run_name
 
-VARIANTS = {  # name -> `dvc exp run -S` overrides
-    "baseline": ["model.ama.enabled=false", "model.ue.enabled=false", "loss.lambda_cst=0"],
-    "ama": ["model.ue.enabled=false"],
-    "ue": ["model.ama.enabled=false", "loss.lambda_cst=0"],
+VARIANTS = {  # name -> (label, `--set` overrides)
+    "baseline": ("baseline (no AMA, no UE)", ["model.ama.enabled=false", "model.ue.enabled=false", "loss.lambda_cst=0"]),
+    "ama": ("+AMA", ["model.ue.enabled=false"]),
+    "ue": ("+UE", ["model.ama.enabled=false", "loss.lambda_cst=0"]),
+    "paper": ("full, paper profile", ["model.profile=paper"]),
+    "ours": ("full, ours (additions)", ["model.profile=ours"]),
 }
-COLUMNS = [  # (header, path in metrics/evaluate.json)
-    ("test J", ("test", "J")), ("test F", ("test", "F")), ("ms3 J", ("test", "ms3_J")), ("hard J", ("test", "hard_J")),
-    ("ECE", ("calibration", "final", "ece")), ("AUROC u", ("calibration", "final", "auroc_u")),
-    ("muted J", ("robustness", "muted_J")), ("swapped J", ("robustness", "swapped_J")),
-    ("0 dB J", ("robustness", "noise_0db_J")),
+# The rows' common settings: the paper's parts are the only difference between baseline, +AMA,
+# +UE and paper; ours adds the project's parts on top of paper.
+COMMON = {"baseline": ["model.profile=paper"], "ama": ["model.profile=paper"], "ue": ["model.profile=paper"]}
+SEEDS = (0, 1, 2)
+COLUMNS = [  # (header, path in metrics/evaluate.json or train.json)
+    ("test J", ("test", "J")), ("hard J", ("test", "hard_J")), ("ms3 J", ("test", "ms3_J")),
+    ("transition J", ("test", "transition_J")), ("ECE", ("calibration", "final", "ece")),
+    ("AUROC u", ("calibration", "final", "auroc_u")), ("muted J", ("robustness", "muted_J")),
+    ("swapped J", ("robustness", "swapped_J")), ("r_p gap", ("train", "train_rp_gap")),
 ]
+PAIRED = ("test J", "hard J", "transition J", "ECE")
+SCRATCH = Path(".cache/ablation")
+RESULTS = Path("benchmarks/results/ablation")
+LINKED = ("data/shards", "data/weights", "data/raw")
 
 
-def dvc(*args: str) -> str:
-    result = subprocess.run([str(Path(sys.executable).with_name("dvc")), *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
+def overrides(variant: str, seed: int) -> list[str]:
+    return [*COMMON.get(variant, []), *VARIANTS[variant][1], f"train.seed={seed}"]
 
 
-def evaluations(shown: list) -> dict[str, dict]:
-    """name -> the metrics/evaluate.json content, for the workspace and every named experiment."""
-    found = {}
-
-    def visit(node, name=None):
-        if isinstance(node, dict):
-            metrics = (node.get("data") or {}).get("metrics", {}).get("metrics/evaluate.json", {}).get("data")
-            label = node.get("name") or name or node.get("rev")
-            if metrics and label:
-                found.setdefault(label, metrics)
-            for value in node.values():
-                visit(value, label if "revs" in node else None)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value, name)
-
-    visit(shown)
-    return found
+def expected_name(variant: str, seed: int, params: Path) -> str:
+    """The training run's name for this (variant, seed): it changes with params, shards and code."""
+    cfg = load_config(params, overrides(variant, seed))
+    return run_name(cfg, read_manifest(shards_dir(cfg, Path("."))))
 
 
-def training_budget(params: str = "params.yaml") -> str:
-    """'N epochs at S px' from the current params, for the results' headers."""
-    train = load_config(params).train
-    return f"{train.epochs} epochs at {train.image_size} px"
+def run_one(variant: str, seed: int, params: Path, name: str) -> dict:
+    """Train and evaluate in a scratch folder; returns {"name", "train", "evaluate", "seconds"}."""
+    root = SCRATCH / f"{variant}-s{seed}"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    shutil.copy(params, root / "params.yaml")
+    for linked in LINKED:
+        if Path(linked).exists():
+            (root / linked).symlink_to(Path(linked).resolve())
+    avs = str(Path(sys.executable).with_name("avs"))
+    sets = [a for o in overrides(variant, seed) for a in ("--set", o)]
+    started = time.perf_counter()
+    for command in ("train", "evaluate"):
+        log = root / f"{command}.log"
+        with log.open("w") as out:
+            done = subprocess.run([avs, "--no-progress", *sets, command], cwd=root, stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "RAY_ADDRESS": ""})
+        if done.returncode != 0:
+            raise SystemExit(f"ablation: {variant} seed {seed}: `avs {command}` failed; see {log}:\n"
+                             + "".join(log.read_text().splitlines(keepends=True)[-20:]))
+    return {"name": name, "overrides": overrides(variant, seed), "seconds": round(time.perf_counter() - started),
+            "train": json.loads((root / "metrics" / "train.json").read_text()),
+            "evaluate": json.loads((root / "metrics" / "evaluate.json").read_text())}
 
 
-def lookup(metrics: dict, path: tuple[str, ...]) -> float | None:
-    """The number at `path` in an evaluate.json, or None when it is missing or NaN."""
-    value = metrics
-    for part in path:
+def lookup(result: dict, path: tuple[str, ...]) -> float | None:
+    """The number at `path` (first part "train": train.json, else evaluate.json), or None when missing or NaN."""
+    value = result["train"] if path[0] == "train" else result["evaluate"]
+    for part in path[1:] if path[0] == "train" else path:
         value = value.get(part) if isinstance(value, dict) else None
     return value if isinstance(value, (int, float)) and value == value else None
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f} (1 seed)"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(results: dict[tuple[str, int], dict], budget: str) -> str:
+    lines = ["# Seeded ablation on the embedded set (test split)", "",
+             "Made by `make ablation` (benchmarks/ablation.py): each row is a whole training and evaluation",
+             f"at the default params except its switches, {budget}, 2-core CPU, fp32; mean ± std over the",
+             "seeds that have run (a row with fewer than 3 seeds says so).", "",
+             "| variant | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for variant, (label, _) in VARIANTS.items():
+        runs = [results[(variant, s)] for s in SEEDS if (variant, s) in results]
+        cells = [mean_std([v for r in runs if (v := lookup(r, path)) is not None]) for _, path in COLUMNS]
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired difference per seed, full - baseline:", "",
+              "| full | seed | " + " | ".join(f"Δ {h}" for h in PAIRED) + " |", "|---" * (len(PAIRED) + 2) + "|"]
+    paths = dict(COLUMNS)
+    for full in ("paper", "ours"):
+        for seed in SEEDS:
+            if (full, seed) in results and ("baseline", seed) in results:
+                a, b = results[(full, seed)], results[("baseline", seed)]
+                diffs = [(x - y) if (x := lookup(a, paths[h])) is not None and (y := lookup(b, paths[h])) is not None
+                         else None for h in PAIRED]
+                lines.append(f"| {full} | {seed} | " + " | ".join("-" if d is None else f"{d:+.3f}" for d in diffs) + " |")
+    switches = "; ".join(f"{label}: `{' '.join([*COMMON.get(v, []), *sets])}`" for v, (label, sets) in VARIANTS.items())
+    lines += ["", f"Switches (plus `train.seed`): {switches}.",
+              "muted J: the truth is empty with the audio muted (1 = predicts nothing). swapped J: scored against",
+              "the clip's own truth with another clip's audio (lower = the model follows the audio). r_p gap:",
+              "the last epoch's mean r_p of groups on sounding objects minus elsewhere (AMA rows only)."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--skip-runs", action="store_true", help="only tabulate experiments that already ran")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), choices=SEEDS)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--skip-runs", action="store_true", help="only tabulate the results that exist")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.md"))
     args = parser.parse_args()
-    if not args.skip_runs:
-        for name, overrides in VARIANTS.items():
-            subprocess.run([str(Path(sys.executable).with_name("dvc")), "exp", "remove", name], capture_output=True)
-            print(f"ablation: running {name} ({' '.join(overrides)})", flush=True)
-            dvc("exp", "run", "--temp", "-n", name, *[a for o in overrides for a in ("-S", o)])
-    # experiments hang off the commit they started from: look at every commit's
-    found = evaluations(json.loads(dvc("exp", "show", "--json", "--no-fetch", "--all-commits")))
-    rows = [("baseline", "baseline"), ("+AMA", "ama"), ("+UE", "ue"), ("full (AMA + UE)", "workspace")]
-    lines = ["# Ablation on the embedded set (test split)", "",
-             "Made by `make ablation` (benchmarks/ablation.py): each variant is the whole `dvc repro` with",
-             f"the default params except the switches named; 2-core CPU, fp32, {training_budget()}.", "",
-             "| variant | " + " | ".join(h for h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for label, key in rows:
-        metrics = found.get(key)
-        if metrics is None:
-            lines.append(f"| {label} | " + " | ".join("not run" for _ in COLUMNS) + " |")
-            continue
-        cells = [_cell(lookup(metrics, path)) for _, path in COLUMNS]  # None: NaN (no u) or missing
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Switches: baseline `" + " ".join(VARIANTS["baseline"]) + "`; +AMA `" + " ".join(VARIANTS["ama"])
-              + "`; +UE `" + " ".join(VARIANTS["ue"]) + "`.",
-              "muted J: the truth is empty with the audio muted (1 = predicts nothing). swapped J: scored against",
-              "the clip's own truth with another clip's audio (lower = the model follows the audio)."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, int], dict] = {}
+    names = {(v, s): expected_name(v, s, args.params) for v in VARIANTS for s in SEEDS}
+    for (variant, seed), name in names.items():  # every kept result that still matches, for the table
+        path = RESULTS / f"{variant}-s{seed}.json"
+        if path.exists() and (kept := json.loads(path.read_text()))["name"] == name:
+            results[(variant, seed)] = kept
+    # seed-major: one seed of every row first, so a partial table still compares the rows
+    for seed in args.seeds:
+        for variant in args.variants:
+            if (variant, seed) in results or args.skip_runs:
+                continue
+            path, name = RESULTS / f"{variant}-s{seed}.json", names[(variant, seed)]
+            print(f"ablation: {variant} seed {seed} ({' '.join(overrides(variant, seed))}), run {name}", flush=True)
+            results[(variant, seed)] = run_one(variant, seed, args.params, name)
+            path.write_text(json.dumps(results[(variant, seed)], indent=1) + "\n")
+            args.out.write_text(table(results, budget(args.params)))  # after every run: nothing lost on a stop
+    args.out.write_text(table(results, budget(args.params)))
+    print(args.out.read_text())
+
+
+def budget(params: Path) -> str:
+    train = load_config(params).train
+    return f"{train.epochs} epochs at {train.image_size} px"
 
 
 if __name__ == "__main__":

@@ -38,7 +38,19 @@ MODELS = {
     "cpu, vggish_lite audio (the earlier default)": {"audio_encoder": "vggish_lite", "freeze_audio": False},
     "paper scale (pvt_v2_b5, vggish)": {"backbone": "pvt_v2_b5", "audio_encoder": "vggish", "freeze_audio": False,
                                         "decoder_dim": 256},
+    "paper scale (resnet50, vggish)": {"backbone": "resnet50", "audio_encoder": "vggish", "freeze_audio": False,
+                                       "decoder_dim": 256},
 }
+
+
+def parameter_counts(model_params: dict) -> dict[str, float]:
+    """Millions of parameters of the backbone, AMA (all stages) and UE in the full model."""
+    model = build_model(make_config(model_params, VARIANTS["full"]))
+
+    def millions(module: torch.nn.Module | None) -> float:
+        return round(sum(p.numel() for p in module.parameters()) / 1e6, 2) if module is not None else 0.0
+
+    return {"backbone": millions(model.visual), "AMA": millions(model.alignments), "UE": millions(model.uncertainty)}
 
 
 def make_config(model: dict, variant: dict) -> Config:
@@ -188,13 +200,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="which models (default: all)")
     args = parser.parse_args()
     result = {"benchmark": "model_cost", "device": device_label(args.device), "cpus": os.cpu_count(), **vars(args), "models": {}}
-    for label, params in MODELS.items():
+    for label in args.models:
+        params = MODELS[label]
         print(f"{label} ...", flush=True)
         timing = time_variants(params, args)
         memory = peak_memory(params, args)
-        result["models"][label] = {"ms_per_frame": timing, "peak_memory_mib": memory, "breakdown_ms_per_frame": breakdown(params, args)}
+        result["models"][label] = {"ms_per_frame": timing, "peak_memory_mib": memory, "parameters_m": parameter_counts(params),
+                                   "breakdown_ms_per_frame": breakdown(params, args)}
     write_results("model_cost", result, render(result), args.device, args.bf16)
 
 
@@ -216,7 +231,10 @@ def render(result: dict) -> str:
             )
         added = data["ms_per_frame"]["full"]["forward"] / base["forward"] - 1
         verdict = "met" if added <= 0.25 else "not met"
-        lines += ["", f"AMA + UE add {added:.0%} to the forward time (target: at most 25 %: {verdict}).", "",
+        counts = data["parameters_m"]
+        lines += ["", f"AMA + UE add {added:.0%} to the forward time (target: at most 25 %: {verdict}).",
+                  f"Parameters (millions): backbone {counts['backbone']}, AMA {counts['AMA']} "
+                  f"({counts['AMA'] / counts['backbone']:.2f}x the backbone), UE {counts['UE']}.", "",
                   "Where the full model's forward time goes (ms per frame):", "", "| part | ms |", "|---|---|"]
         lines += [f"| {part} | {ms} |" for part, ms in data["breakdown_ms_per_frame"].items()]
         lines.append("")

@@ -68,7 +68,7 @@ def test_two_workers_train_in_sync_and_export(stamps_repo):
     # rank 0's step bar (drawn by the driver) and one line per epoch, once (the driver may stop
     # before the last epoch's lines reach it, so the first epoch's are checked)
     assert re.search(r"train epoch 0 \(1/2\).*\d+/\d+", output), output[-3000:]
-    summary = r"avs train: epoch 0 \(1/2\): loss [\d.]+, val J [\d.]+ \(hard [\d.]+, ms3 [\d.]+, s4 [\d.]+\), [\d.]+ clips/s"
+    summary = r"avs train: epoch 0 \(1/2\): loss [\d.]+, cst [\d.e-]+, rp_gap [\d.e-]+, val J [\d.]+ \(hard [\d.]+, ms3 [\d.]+, s4 [\d.]+\), [\d.]+ clips/s"
     assert len(re.findall(summary, output)) == 1, output[-3000:]
     metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
     assert metrics["workers_in_sync"] == 1.0 and metrics["epoch"] == 1
