@@ -80,8 +80,9 @@ def down_weighted_logits(mask_logits: torch.Tensor, evidence: torch.Tensor) -> t
         mask_logits: (B, T, K, H, W) m; evidence: (B, T, K_e, H, W) >= 0 (K_e = 2 binary).
     """
     m, e = mask_logits.float(), evidence.float()
-    log_strength = torch.log(e.sum(dim=2, keepdim=True) + e.shape[2])  # (B, T, 1, H, W) log S
-    log_keep = torch.log(e.sum(dim=2, keepdim=True).clamp(min=1e-30)) - log_strength  # log(1 - u)
+    total = e.sum(dim=2, keepdim=True)  # (B, T, 1, H, W) sum of the evidence
+    log_strength = torch.log(total + e.shape[2])  # log S
+    log_keep = torch.log(total.clamp(min=1e-30)) - log_strength  # log(1 - u)
     log_u = math.log(e.shape[2]) - log_strength
     if m.shape[2] == 1:
         log_p = log_keep + F.logsigmoid(m)

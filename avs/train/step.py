@@ -83,7 +83,8 @@ def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimi
     device_type = batch.frames.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
         outputs = model(*batch.model_inputs())
-        losses = compute_losses(outputs, *training_targets(batch, cfg.train.target), cfg.loss, progress)
+        masks, labelled = training_targets(batch, cfg.train.target)
+        losses = compute_losses(outputs, masks, labelled, cfg.loss, progress)
     if not torch.isfinite(losses["total"]):
         terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
         raise TrainingDiverged(
@@ -98,7 +99,6 @@ def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimi
     scheduler.step()
     results = {name: value.detach() for name, value in losses.items()}
     if outputs["alignments"]:
-        masks, labelled = training_targets(batch, cfg.train.target)
         results["rp_gap"] = relevance_gap(outputs["alignments"], masks.flatten(0, 1), labelled.flatten())
     return results
 
