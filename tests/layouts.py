@@ -123,7 +123,8 @@ def write_avss(root: Path, seed: int = 2) -> dict[str, Expected]:
     """AVSBench-semantic: v1s train (frame 0 labelled), v1m with labels_semantic, v2 (10 frames) with labels_rgb only."""
     rng = np.random.default_rng(seed)
     (root).mkdir(parents=True, exist_ok=True)
-    (root / "label2idx.json").write_text(json.dumps({n: i for i, n in enumerate(AVSS_NAMES)}))
+    # As released: ids 1..71 with background = 1 (the palette index is the id minus 1).
+    (root / "label2idx.json").write_text(json.dumps({n: i for i, n in enumerate(AVSS_NAMES, start=1)}))
     clips = [("v1s", "uidS", "train", 5), ("v1m", "uidM", "val", 5), ("v2", "uidV", "test", 10)]
     palette = voc_palette(256)
     expected = {}

@@ -34,6 +34,9 @@ def _check(decoded, expected, seconds_offset: float = 0.0):
         clip = decoded[clip_id]
         assert clip.split == truth.split, clip_id
         np.testing.assert_array_equal(clip.masks, truth.masks, err_msg=clip_id)  # bit-exact
+        foreground = [int((m != 0).sum()) for m in truth.masks]
+        assert [int((m != 0).sum()) for m in clip.masks] == foreground, clip_id
+        assert sum(foreground) > 0, f"{clip_id}: the fixture itself has no foreground"
         assert clip.mask_annotated.tolist() == truth.annotated, clip_id
         assert clip.frames.shape == truth.frames.shape
         error = np.abs(clip.frames.astype(float) - truth.frames.astype(float)).mean()
@@ -73,6 +76,26 @@ def test_avss_semantic_and_palette_masks(tmp_path):
     _check(decoded, expected)
     assert decoded["v2/uidV"].frames.shape[0] == 10
     assert decoded["v1s/uidS"].mask_annotated.tolist() == [True, False, False, False, False]
+    assert source.categories["background"] == 0 and source.categories["class_70"] == 70
+
+
+def test_avss_label_map_numbering(tmp_path):
+    import json
+
+    from avs.data.errors import DataError
+
+    layouts.write_avss(tmp_path / "AVSS")
+    label_map = tmp_path / "AVSS" / "label2idx.json"
+    cfg = DataConfig(dataset="avss", root="x")
+    label_map.write_text(json.dumps({n: i for i, n in enumerate(layouts.AVSS_NAMES)}))  # a 0-based copy
+    assert open_source(cfg, tmp_path / "AVSS").categories["class_01"] == 1
+    label_map.write_text(json.dumps({n: i for i, n in enumerate(layouts.AVSS_NAMES, start=2)}))
+    with pytest.raises(DataError, match=r"label2idx.json: expected 71 classes numbered 1..71 .*found 71 entries "
+                                        r"with ids 2..72"):
+        open_source(cfg, tmp_path / "AVSS")
+    label_map.write_text(json.dumps({n: min(i, 70) for i, n in enumerate(layouts.AVSS_NAMES, start=1)}))
+    with pytest.raises(DataError, match=r"id 70 used more than once"):
+        open_source(cfg, tmp_path / "AVSS")
 
 
 @pytest.mark.parametrize("subset", ["ss", "msmi"])

@@ -114,8 +114,7 @@ def load_avss(root: Path) -> Source:
         categories = {str(k): int(v) for k, v in json.loads(label_map.read_text()).items()}
     except (ValueError, AttributeError) as err:
         raise DataError(label_map, f"not a JSON object of class name -> id: {err}") from None
-    if sorted(categories.values()) != list(range(AVSS_CLASSES)):
-        raise DataError(label_map, f"expected ids 0..{AVSS_CLASSES - 1} once each, got {len(categories)} entries")
+    categories = _zero_based_classes(label_map, categories)
     csv_path = root / "metadata.csv"
     rows = read_metadata_csv(csv_path, {"vid": 0, "uid": 1, "s_min": 2, "s_sec": 3, "a_obj": 4, "split": 5, "label": 6})
     clips = []
@@ -145,6 +144,21 @@ def load_avss(root: Path) -> Source:
             num_classes=AVSS_CLASSES,
         ))
     return Source("avss", "semantic", AVSS_CLASSES, categories, clips)
+
+
+def _zero_based_classes(path: Path, categories: dict[str, int]) -> dict[str, int]:
+    """Class name -> palette index 0..70. The release numbers classes 1..71 (background = 1);
+    a 0-based copy is accepted as it is."""
+    ids = sorted(categories.values())
+    for first in (1, 0):
+        if ids == list(range(first, first + AVSS_CLASSES)):
+            return {name: value - first for name, value in categories.items()}
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    found = f"{len(ids)} entries with ids {ids[0]}..{ids[-1]}" if ids else "no entries"
+    if repeated:
+        found += f", id {repeated[0]} used more than once"
+    raise DataError(path, f"expected {AVSS_CLASSES} classes numbered 1..{AVSS_CLASSES} as released "
+                          f"(or 0..{AVSS_CLASSES - 1}), each id once; found {found}")
 
 
 def _frames_or_video(frames_dir: Path, names: list[str], video: Path) -> tuple[Path, ...] | Path:
