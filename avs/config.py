@@ -284,8 +284,13 @@ class EvaluateConfig:
     guided_eps: float = field(default=1e-4, metadata=_range(1e-8, 1.0))
     noise_snr_db: tuple[float, ...] = (20.0, 10.0, 0.0)  # white noise mixed into the audio at these SNRs
     overlays: int = field(default=4, metadata=_range(0, 1000))  # clips drawn as frame / truth / prediction / u
-    # Also report J and F averaged per batch of `batch_size` clips, as the AVSBench code does.
+    # Also report the scores as the papers' code computed them (compat_*, avss_compat_*): J and F
+    # averaged per batch of `batch_size` clips as AVSBench's utility.py, and AVSS over all 71
+    # classes with the padded frames scored, as avss/test.py.
     compat: bool = True
+    # The per-dataset protocol (dataset_J/F): a class absent from truth and prediction is left
+    # out of the mean (skip, DDESeg) or scores 0 and counts (zero, CAVP).
+    absent_classes: Literal["skip", "zero"] = "skip"
 
     def __post_init__(self) -> None:
         if self.guided_kernel and (self.guided_kernel < 3 or self.guided_kernel % 2 == 0):

@@ -86,13 +86,59 @@ def test_compat_averages_per_batch_like_the_avsbench_code():
     assert exact.compute()["J"] != pytest.approx(meter.compute()["J"], abs=1e-6)
 
 
-def test_compat_skips_a_batch_with_only_empty_truth():
+def test_compat_counts_an_all_empty_batch_with_f_zero():
+    """`Eval_Fmeasure` returns its zero-initialised score for a batch of empty truths, and
+    `utility.py` averages it with the rest."""
     meter = BinaryMeter(compat=True)
-    meter.update(torch.zeros(2, 2, 2), torch.zeros(2, 2, 2, dtype=torch.bool))  # J = 1, no F
+    meter.update(torch.zeros(2, 2, 2), torch.zeros(2, 2, 2, dtype=torch.bool))  # J = 1, F = 0
     truth = torch.tensor([[[True, False], [False, False]]])
     meter.update(truth.double(), truth)  # J = 1, F = 1
-    assert meter.compute()["J"] == pytest.approx(1.0)
-    assert meter.compute()["F"] == pytest.approx(1.0)
+    probs = torch.tensor([[[0.9, 0.9], [0.2, 0.2]], [[0.6, 0.1], [0.1, 0.1]]])
+    truth = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
+    # J: frame 0 IoU 1/2, frame 1 (empty truth) 3/4 of its pixels left empty -> 5/8.
+    # F: frame 1 is skipped; frame 0 at its best threshold keeps both 0.9 pixels: P = 1/2, R = 1.
+    meter.update(probs, truth)
+    assert meter.compute()["J"] == pytest.approx((1 + 1 + 5 / 8) / 3)
+    assert meter.compute()["F"] == pytest.approx((0 + 1 + 1.3 * 0.5 / 1.15) / 3)
+
+
+def official_avss(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> tuple[float, float]:
+    """`avss/test.py`'s scores, written out from its rules: per frame, each class's IoU
+    (0 when absent) and F (NaN as 0) are summed, with a count of frames where it occurs; the
+    per-class means (NaN as 0) are averaged over every class."""
+    ious, fs, counts = torch.zeros(num_classes), torch.zeros(num_classes), torch.zeros(num_classes)
+    for p, t in zip(pred, truth):
+        for c in range(num_classes):
+            inter, in_pred, in_truth = ((p == c) & (t == c)).sum(), (p == c).sum(), (t == c).sum()
+            union = in_pred + in_truth - inter
+            ious[c] += inter / (union + 2.220446049250313e-16)
+            precision, recall = inter / in_pred, inter / in_truth
+            f = 1.3 * precision * recall / (0.3 * precision + recall)
+            fs[c] += 0.0 if torch.isnan(f) else f
+            counts[c] += union > 0
+    return (ious / counts).nan_to_num(0).mean().item(), (fs / counts).nan_to_num(0).mean().item()
+
+
+def test_avss_compat_over_all_classes_with_padded_frames():
+    from avs.eval.metrics import SemanticMeter
+
+    truth = torch.tensor([[[0, 1], [1, 2]], [[0, 0], [0, 0]], [[0, 0], [0, 0]]])
+    pred = torch.tensor([[[0, 1], [2, 2]], [[0, 0], [0, 3]], [[0, 0], [0, 0]]])  # frame 2: padding
+    meter = SemanticMeter(num_classes=5, all_classes=True)
+    meter.update(pred, truth)
+    # class 0: IoU 1, 3/4, 1 over 3 frames; 1: 1/2; 2: 1/2; 3: 0 (frame 1 only); 4: never, so 0.
+    assert meter.compute()["J"] == pytest.approx(((1 + 0.75 + 1) / 3 + 0.5 + 0.5 + 0 + 0) / 5)
+    f = lambda p, r: 1.3 * p * r / (0.3 * p + r)
+    assert meter.compute()["F"] == pytest.approx(((1 + f(1, 0.75) + 1) / 3 + f(1, 0.5) + f(0.5, 1)) / 5)
+    torch.manual_seed(3)
+    truth, pred = torch.randint(0, 6, (7, 5, 5)), torch.randint(0, 6, (7, 5, 5))
+    truth[:, :, :2] = 0
+    meter = SemanticMeter(num_classes=9, all_classes=True)  # classes 6..8 never occur
+    meter.update(pred[:4], truth[:4])
+    meter.update(pred[4:], truth[4:])
+    j, f_score = official_avss(pred, truth, 9)
+    assert meter.compute()["J"] == pytest.approx(j, abs=1e-6)
+    assert meter.compute()["F"] == pytest.approx(f_score, abs=1e-6)
 
 
 def test_semantic_meter_hand_computed():
@@ -136,3 +182,15 @@ def test_dataset_meter_accumulates_over_the_set():
     for i in range(2):
         one_by_one.update(pred[i:i + 1], truth[i:i + 1])
     assert one_by_one.compute() == pytest.approx(scores)
+
+
+def test_dataset_meter_absent_classes_cavp_or_ddeseg():
+    from avs.eval.metrics import DatasetMeter
+
+    truth = torch.tensor([[[1, 1], [0, 0]], [[0, 0], [0, 0]]])
+    pred = torch.tensor([[[1, 0], [0, 0]], [[1, 0], [0, 0]]])
+    skip, zero = DatasetMeter(num_classes=3), DatasetMeter(num_classes=3, absent_as_zero=True)
+    skip.update(pred, truth)
+    zero.update(pred, truth)
+    assert skip.compute()["J"] == pytest.approx((1 / 3 + 5 / 7) / 2)  # class 2 left out (DDESeg)
+    assert zero.compute()["J"] == pytest.approx((1 / 3 + 5 / 7 + 0) / 3)  # class 2 scores 0 (CAVP)

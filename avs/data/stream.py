@@ -37,6 +37,7 @@ class ClipBatch:
     has_visible: torch.Tensor  # (B,) bool
     subset: list[str]  # (B,) e.g. s4 / ms3 / hard
     clip_id: list[str]  # (B,)
+    padded: torch.Tensor | None = None  # (B, T) bool: a blank frame added to fill the batch's T
 
     @classmethod
     def from_numpy(cls, batch: dict[str, np.ndarray]) -> ClipBatch:
@@ -51,11 +52,13 @@ class ClipBatch:
             has_visible=_writable_tensor(batch["has_visible"]),
             subset=[str(s) for s in batch["subset"]],
             clip_id=[str(c) for c in batch["clip_id"]],
+            padded=_writable_tensor(batch["padded"]) if "padded" in batch else None,
         )
 
     def to(self, device: torch.device) -> ClipBatch:
         tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "audio", "masks", "labelled", "sounding", "visible", "has_visible")}
-        return ClipBatch(**tensors, subset=self.subset, clip_id=self.clip_id)
+        padded = None if self.padded is None else self.padded.to(device, non_blocking=True)
+        return ClipBatch(**tensors, subset=self.subset, clip_id=self.clip_id, padded=padded)
 
     def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(frames as floats in [0, 1], audio waveform)."""
@@ -95,7 +98,7 @@ class DecodeClips:
             self.transform = v2.Compose(steps)
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        columns: dict[str, list] = {k: [] for k in ("frames", "audio", "masks", "labelled", "sounding", "visible", "has_visible", "subset", "clip_id")}
+        columns: dict[str, list] = {k: [] for k in ("frames", "audio", "masks", "labelled", "sounding", "padded", "visible", "has_visible", "subset", "clip_id")}
         rng = np.random.default_rng()  # fresh entropy per call: this object is pickled into every task
         for row in batch.to_pylist():
             clip = decode_row(row)
@@ -113,6 +116,7 @@ class DecodeClips:
             columns["audio"].append(_pad(self._noisy(clip.audio, rng), pad))
             columns["labelled"].append(_pad(clip.mask_annotated, pad))
             columns["sounding"].append(_pad(clip.sounding, pad))
+            columns["padded"].append(np.arange(self.num_frames) >= video.shape[0])
             columns["has_visible"].append(has_visible)
             columns["subset"].append(clip.subset)
             columns["clip_id"].append(clip.clip_id)

@@ -2,8 +2,10 @@
 
 `CalibrationMeter` keeps only histograms and sums, so it accumulates over a whole test set in
 any batch size and merges across workers like the segmentation meters:
-  ECE     15 equal-width confidence bins; confidence = the probability of the predicted class,
-          sum over bins of (pixels in bin / pixels) * |accuracy - mean confidence|
+  ECE     15 equal-width bins over [0, 1], bin b = [b/15, (b+1)/15) (1.0 falls in the last);
+          confidence = the probability of the predicted class, so for binary max(p, 1 - p)
+          (bins below 0.5 stay empty), not p; sum over bins of
+          (pixels in bin / pixels) * |accuracy - mean confidence|, over every annotated pixel
   Brier   mean squared error of the class probabilities; binary: (p - y)^2
   NLL     mean -log p(true class), p clamped at 1e-12
   AUROC   of u as a detector of pixel errors (argmax != truth): the chance that an erroneous

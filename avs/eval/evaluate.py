@@ -33,6 +33,7 @@ from tqdm import tqdm
 from avs.config import Config
 from avs.data.audio import from_pcm16
 from avs.data.preprocess import read_manifest
+from avs.data.sources.avsbench import AVSS_CLASSES, AVSS_CLIP_FRAMES
 from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
 from avs.eval.attribution import SoundingPickMeter
@@ -60,11 +61,13 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     model.audio.remember_in_eval = True  # nothing trains it here; the mirrored pass and swapped probe repeat seconds
     files = shard_files(shards_dir(cfg, repo_root), e.split)
     image_size, num_frames = inference_size(model_cfg, e), max_frames(files)
+    if e.compat and model_cfg.num_classes == AVSS_CLASSES:
+        num_frames = max(num_frames, AVSS_CLIP_FRAMES)  # avss/test.py pads every clip to 10 frames
     audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping
     conditions = {"clean": None, "muted": muted, "swapped": None,
                   **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db}}
 
-    scores = _Scores(model_cfg.num_classes, e.compat)
+    scores = _Scores(model_cfg.num_classes, e.compat, absent_as_zero=e.absent_classes == "zero")
     swapped_audio = swapped(audio)
     reports = report_dir(cfg, repo_root)
     overlays: list[Path] = []
@@ -101,13 +104,14 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
 class _Scores:
     """Every meter the evaluation fills, by condition."""
 
-    def __init__(self, num_classes: int, compat: bool):
+    def __init__(self, num_classes: int, compat: bool, absent_as_zero: bool = False):
         self.num_classes = num_classes
         self.conditions: list[str] = []
         self.binary: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<condition>:<subset>"
         self.compat = BinaryMeter(compat=True) if compat else None
-        self.dataset = DatasetMeter(max(2, num_classes))
+        self.dataset = DatasetMeter(max(2, num_classes), absent_as_zero=absent_as_zero)
         self.semantic = SemanticMeter(num_classes) if num_classes > 1 else None
+        self.semantic_compat = SemanticMeter(num_classes, all_classes=True) if compat and num_classes > 1 else None
         self.visual_only: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<clean|muted>:<subset>"
         self.calibration: dict[str, CalibrationMeter] = defaultdict(CalibrationMeter)  # final/raw x all/transition
         self.picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)  # by subset, clips with visible masks
@@ -139,6 +143,9 @@ class _Scores:
         self.dataset.update(class_probs.argmax(2)[labelled], classes[labelled])
         if self.semantic is not None:
             self.semantic.update(class_probs.argmax(2)[labelled], classes[labelled])
+        if self.semantic_compat is not None:  # avss/test.py scores the padded frames as background
+            scored = labelled if batch.padded is None else labelled | batch.padded
+            self.semantic_compat.update(class_probs.argmax(2)[scored], classes[scored])
         # frames whose sounding state differs from the previous frame's
         transition = torch.zeros_like(labelled)
         transition[:, 1:] = batch.sounding[:, 1:] != batch.sounding[:, :-1]
@@ -175,6 +182,9 @@ class _Scores:
         if self.semantic is not None:
             semantic = self.semantic.compute()
             out["test"].update({"avss_mIoU": semantic["J"], "avss_F": semantic["F"]})
+        if self.semantic_compat is not None:
+            semantic = self.semantic_compat.compute()
+            out["test"].update({"avss_compat_mIoU": semantic["J"], "avss_compat_F": semantic["F"]})
         for name, meter in sorted(self.heads.items()):
             result = meter.compute()
             if result["frames"]:

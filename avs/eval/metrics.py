@@ -9,14 +9,19 @@ and `state()`/`merge()` reduce it across workers (add the states, e.g. with `all
   F: per frame, the F-measure (beta^2 = 0.3) at 255 thresholds evenly spaced over [0, 1)
      (AVSBench's linspace(0, 1 - 1e-10, 255), prediction >= threshold), frames with an empty
      truth skipped; averaged over frames per threshold, then the maximum over thresholds.
-  compat=True instead averages per `update` call, as the AVSBench code does per batch: J is the
-     mean of the batches' frame means, F the mean of the batches' maxima (a batch whose frames
-     all have an empty truth has no F and is skipped, where that code divides by zero). Use it
-     only to compare with published numbers; the result then depends on the batch size.
+  compat=True instead averages per `update` call, as AVSBench's `utility.py` does per batch: J
+     is the mean of the batches' frame means, F the mean of the batches' maxima, where a batch
+     whose frames all have an empty truth scores F = 0 and is counted (`Eval_Fmeasure` returns
+     its zero-initialised score). Use it only to compare with published numbers; the result
+     then depends on the batch size.
 `SemanticMeter`, the AVSS protocol: per-class IoU and F over the frames where the class is
-  predicted or true, then the mean over classes.
+  predicted or true, then the mean over the classes that occurred. all_classes=True is
+  `avss/test.py`'s form: a class that never occurred scores 0 (its NaN set to 0) and the mean is
+  over all classes; that code also scores the frames padded to 10 (pass them in).
 `DatasetMeter`, the per-dataset protocol (CAVP/DDESeg/VPO papers): intersection and union summed
   over the whole set per class, averaged over classes including background; J&F = (J + F) / 2.
+  A class absent from truth and prediction is left out (DDESeg's `compute_metrics_ddp`) or, with
+  absent_as_zero=True, scores 0 and counts (CAVP's `MIoU`).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class BinaryMeter:
     def __init__(self, compat: bool = False) -> None:
         self.compat = compat
         # J sum, frames, F frames, F sums per threshold, then the batch-wise sums:
-        # batch J means, batches, batch F maxima, batches with F
+        # batch J means, batches, batch F maxima, batches scored for F
         self.sums = torch.zeros(3 + len(THRESHOLDS) + 4, dtype=torch.float64)
 
     def update(self, probs: torch.Tensor, truth: torch.Tensor) -> None:
@@ -56,6 +61,7 @@ class BinaryMeter:
         self.sums[1] += len(jaccard)
         self.sums[-4] += jaccard.mean()
         self.sums[-3] += 1
+        self.sums[-1] += 1  # the batch's F is counted even when every truth is empty (it is then 0)
 
         if (~empty).any():
             p, t = probs[~empty], truth[~empty].double()
@@ -72,7 +78,6 @@ class BinaryMeter:
             self.sums[2] += len(p)
             self.sums[3:-4] += f.sum(0)
             self.sums[-2] += f.mean(0).max()
-            self.sums[-1] += 1
 
     def state(self) -> torch.Tensor:
         """The sums, to be added across workers (`torch.distributed.all_reduce`)."""
@@ -98,11 +103,14 @@ class SemanticMeter:
     """AVSS protocol: per-class IoU and F (beta^2 = 0.3) of argmax predictions.
 
     For every class, IoU and F are averaged over the frames where the class is predicted or
-    true; the scores are the means over classes that occurred at all. Pass annotated frames only.
+    true; the scores are the means over classes that occurred at all (`all_classes=False`, pass
+    annotated frames only) or over every class, one that never occurred scoring 0
+    (`all_classes=True`, as `avss/test.py`; pass the padded frames too).
     """
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, all_classes: bool = False) -> None:
         self.num_classes = num_classes
+        self.all_classes = all_classes
         self.sums = torch.zeros(3, num_classes, dtype=torch.float64)  # IoU sums, F sums, frames
 
     def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
@@ -130,15 +138,19 @@ class SemanticMeter:
         seen = self.sums[2] > 0
         if not seen.any():
             return {"J": float("nan"), "F": float("nan"), "classes": 0}
-        per_class = self.sums[:2, seen] / self.sums[2, seen]
+        if self.all_classes:
+            per_class = torch.where(seen, self.sums[:2] / self.sums[2].clamp(min=1), 0.0)
+        else:
+            per_class = self.sums[:2, seen] / self.sums[2, seen]
         return {"J": per_class[0].mean().item(), "F": per_class[1].mean().item(), "classes": int(seen.sum())}
 
 
 class DatasetMeter:
     """Per-dataset protocol: one confusion matrix over the whole set (binary: K = 2, p > 0.5)."""
 
-    def __init__(self, num_classes: int = 2) -> None:
+    def __init__(self, num_classes: int = 2, absent_as_zero: bool = False) -> None:
         self.num_classes = num_classes
+        self.absent_as_zero = absent_as_zero
         self.sums = torch.zeros(num_classes, num_classes, dtype=torch.float64)  # [true, predicted]
 
     def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
@@ -153,12 +165,15 @@ class DatasetMeter:
         self.sums += state.to(self.sums)
 
     def compute(self) -> dict[str, float]:
-        """{"J", "F", "J&F"}: means over the classes that occur in the truth or the predictions."""
+        """{"J", "F", "J&F"}: means over the classes that occur in the truth or the predictions
+        (or over all classes with `absent_as_zero`)."""
         inter = self.sums.diagonal()
         true_count, predicted_count = self.sums.sum(1), self.sums.sum(0)
         seen = (true_count + predicted_count) > 0
         if not seen.any():
             return {"J": float("nan"), "F": float("nan"), "J&F": float("nan")}
+        if self.absent_as_zero:
+            seen = torch.ones_like(seen)  # an absent class has J = F = 0 below
         j = (inter / (true_count + predicted_count - inter).clamp(min=1))[seen].mean().item()
         f = _f_measure(inter, predicted_count, true_count)[seen].mean().item()
         return {"J": j, "F": f, "J&F": (j + f) / 2}

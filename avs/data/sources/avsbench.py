@@ -24,6 +24,7 @@ from avs.data.sources.base import Source, read_metadata_csv, require_dir, split_
 
 AVSBENCH_FRAMES = 5
 AVSS_CLASSES = 71
+AVSS_CLIP_FRAMES = 10  # v2 clips; the official loaders pad v1s/v1m clips to this
 
 
 def s4_clips(root: Path, subset: str = "s4", categories: dict[str, int] | None = None
@@ -122,7 +123,7 @@ def load_avss(root: Path) -> Source:
         split, uid, label = split_of(row, csv_path), row.get("uid"), row.get("label")
         if label not in ("v1s", "v1m", "v2"):
             raise DataError(csv_path, f"{row.origin}: label '{label}' is not one of v1s, v1m, v2")
-        num_frames = 10 if label == "v2" else AVSBENCH_FRAMES
+        num_frames = AVSS_CLIP_FRAMES if label == "v2" else AVSBENCH_FRAMES
         clip_dir = root / label / uid
         semantic = (clip_dir / "labels_semantic").is_dir()
         masks_dir = clip_dir / ("labels_semantic" if semantic else "labels_rgb")
