@@ -89,6 +89,9 @@ class PreprocessConfig:
     num_workers: int = field(default=2, metadata=_range(1, 256))
     # raise: stop at the first bad clip; skip: leave it out and list it in the manifest.
     on_error: Literal["raise", "skip"] = "raise"
+    # Audio up to this many seconds shorter than the clip is padded with silence (and listed in
+    # the manifest, as `padded_audio`); shorter still is a bad clip.
+    max_audio_shortfall_s: float = field(default=1.0, metadata=_range(0.0, 60.0))
 
 
 BackboneName = Literal[

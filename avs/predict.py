@@ -52,7 +52,7 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
         raise DataError(video, f"video is {seconds} s long (with audio); at least {clip_seconds} s are needed "
                                "(or pass a smaller --clip-seconds)")
     frames = read_video_frames(video, seconds)  # (S, H, W, 3) uint8
-    audio = split_seconds(waveform, seconds, video)  # (S, 16000)
+    audio = split_seconds(waveform, seconds, video, max_shortfall_s=0.0)  # (S, 16000); seconds fit the audio
     size = image_size or inference_size(cfg)
     flip = cfg.evaluate.flip if flip is None else flip
     guided_kernel = cfg.evaluate.guided_kernel if guided_kernel is None else guided_kernel

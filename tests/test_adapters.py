@@ -1,5 +1,6 @@
 """Each real layout round-trips: fixture -> adapter -> Parquet shards -> decoded arrays."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,27 @@ def test_avsbench_s4(tmp_path):
     assert train.mask_annotated.tolist() == [True, False, False, False, False]
     assert train.sounding.all()  # S4: the single source sounds throughout
     assert source.categories == {"background": 0, "baby": 1, "dog": 2}
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert [(c["clip_id"], c["shortfall_s"]) for c in manifest["padded_audio"]] == [("s4/clipB", 0.15)]
+    assert not decoded["s4/clipB"].audio[-1, -2400:].any()  # the last 0.15 s is silence
+
+
+def test_audio_short_beyond_the_limit_is_a_clear_error(tmp_path):
+    import soundfile
+
+    from avs.data.errors import DataError
+
+    layouts.write_s4(tmp_path / "AVSBench")
+    wav = tmp_path / "AVSBench/s4_data/audio_wav/test/dog/clipC.wav"
+    soundfile.write(wav, layouts.tone(np.random.default_rng(0), 3.5), 16000, subtype="PCM_16")
+    source = open_source(DataConfig(dataset="avsbench_s4", root="x"), tmp_path / "AVSBench")
+    cfg = PreprocessConfig(image_size=None, num_workers=1)
+    with pytest.raises(DataError, match=r"clipC.wav: audio is 3.50 s long; 5 s are needed \(at most 1 s short"):
+        preprocess_source(source, tmp_path / "shards", cfg, progress=False)
+    assert not (tmp_path / "shards").exists()
+    loose = PreprocessConfig(image_size=None, num_workers=1, max_audio_shortfall_s=1.5)
+    manifest = preprocess_source(source, tmp_path / "shards", loose, progress=False)
+    assert {c["clip_id"]: c["shortfall_s"] for c in manifest["padded_audio"]} == {"s4/clipB": 0.15, "s4/clipC": 1.5}
 
 
 def test_avsbench_ms3_flat_and_nested_frames(tmp_path):

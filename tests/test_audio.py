@@ -63,8 +63,12 @@ def test_pcm16_round_trip():
 def test_split_seconds_pads_small_shortfall_and_rejects_short_audio():
     out = split_seconds(np.ones(5 * 16000 - 800, np.float32), 5, "x.wav")
     assert out.shape == (5, 16000) and out[-1, -1] == 0
-    with pytest.raises(DataError, match=r"x.wav: audio is 4.00 s long; 5 s are needed"):
-        split_seconds(np.ones(4 * 16000, np.float32), 5, "x.wav")
+    out = split_seconds(np.ones(4 * 16000, np.float32), 5, "x.wav")  # 1 s short: the default limit
+    assert not out[-1].any() and out[-2].all()
+    with pytest.raises(DataError, match=r"x.wav: audio is 3.99 s long; 5 s are needed"):
+        split_seconds(np.ones(4 * 16000 - 160, np.float32), 5, "x.wav")
+    with pytest.raises(DataError, match=r"x.wav: audio is 4.95 s long"):
+        split_seconds(np.ones(5 * 16000 - 800, np.float32), 5, "x.wav", max_shortfall_s=0.0)
 
 
 def test_a_frozen_encoder_remembers_training_audio_and_gives_the_same_embeddings():

@@ -13,25 +13,34 @@ import numpy as np
 from avs.data.errors import DataError
 from avs.data.media import PCM_SCALE, SAMPLE_RATE
 
-# Audio shorter than T seconds by at most this much is padded with silence (codec tail loss).
-SHORT_AUDIO_TOLERANCE_S = 0.1
+# Audio shorter than T seconds by at most this much is padded with silence at the end, as
+# AVSBench's preprocessing pads its short wavs (some S4 wavs are 4.85 s); beyond it, an error.
+MAX_AUDIO_SHORTFALL_S = 1.0
 
 
-def split_seconds(waveform: np.ndarray, num_seconds: int, source: str | Path) -> np.ndarray:
-    """Cut `num_seconds` one-second windows from the start of a 16 kHz waveform.
+def audio_shortfall_s(waveform: np.ndarray, num_seconds: int) -> float:
+    """How many seconds of audio are missing for `num_seconds` (0 when there are enough)."""
+    return max(0, num_seconds * SAMPLE_RATE - waveform.shape[0]) / SAMPLE_RATE
+
+
+def split_seconds(waveform: np.ndarray, num_seconds: int, source: str | Path,
+                  max_shortfall_s: float = MAX_AUDIO_SHORTFALL_S) -> np.ndarray:
+    """Cut `num_seconds` one-second windows from the start of a 16 kHz waveform, padding a
+    shortfall of at most `max_shortfall_s` with silence.
 
     Returns:
         (T, 16000) float32.
 
     Raises:
-        DataError: the audio is shorter than `num_seconds` (beyond a small codec tolerance).
+        DataError: more than `max_shortfall_s` of the audio is missing.
     """
     needed = num_seconds * SAMPLE_RATE
     missing = needed - waveform.shape[0]
-    if missing > SHORT_AUDIO_TOLERANCE_S * SAMPLE_RATE:
+    if missing > max_shortfall_s * SAMPLE_RATE:
         raise DataError(
             source,
-            f"audio is {waveform.shape[0] / SAMPLE_RATE:.2f} s long; {num_seconds} s are needed",
+            f"audio is {waveform.shape[0] / SAMPLE_RATE:.2f} s long; {num_seconds} s are needed "
+            f"(at most {max_shortfall_s:g} s short is padded with silence: preprocess.max_audio_shortfall_s)",
         )
     if missing > 0:
         waveform = np.pad(waveform, (0, missing))

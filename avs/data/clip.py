@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from avs.data.audio import split_seconds
+from avs.data.audio import MAX_AUDIO_SHORTFALL_S, audio_shortfall_s, split_seconds
 from avs.data.errors import DataError
 from avs.data.media import SAMPLE_RATE, read_audio, read_image, read_png_values, read_video_frames
 
@@ -67,10 +67,12 @@ class Clip:
     visible: np.ndarray | None  # (T, H, W) uint8 0/1, or None when the source lacks it
     audio: np.ndarray  # (T, 16000) float32, second t of the audio track
     category_ids: tuple[int, ...]
+    audio_shortfall_s: float = 0.0  # seconds of silence padded at the end of the audio
 
 
-def load_clip(ref: ClipRef) -> Clip:
-    """Decode one clip's frames, masks and audio, checking that they agree.
+def load_clip(ref: ClipRef, max_audio_shortfall_s: float = MAX_AUDIO_SHORTFALL_S) -> Clip:
+    """Decode one clip's frames, masks and audio, checking that they agree. Audio up to
+    `max_audio_shortfall_s` too short is padded with silence.
 
     Raises:
         DataError: naming the file at fault and what is wrong with it.
@@ -101,11 +103,12 @@ def load_clip(ref: ClipRef) -> Clip:
     # An offset that would run past the end is pulled back so the window still fits.
     start = min(int(round(ref.audio_offset_s * SAMPLE_RATE)),
                 max(0, waveform.shape[0] - ref.num_frames * SAMPLE_RATE))
-    audio = split_seconds(waveform[start:], ref.num_frames, ref.audio)
+    audio = split_seconds(waveform[start:], ref.num_frames, ref.audio, max_audio_shortfall_s)
+    shortfall = audio_shortfall_s(waveform[start:], ref.num_frames)
     categories = set(ref.category_ids)
     if ref.mask_format != "binary":
         categories |= {int(c) for c in np.unique(masks[annotated]) if c != 0}
-    return Clip(ref, frames, masks, annotated, sounding, visible, audio, tuple(sorted(categories)))
+    return Clip(ref, frames, masks, annotated, sounding, visible, audio, tuple(sorted(categories)), shortfall)
 
 
 def _load_frames(ref: ClipRef) -> np.ndarray:

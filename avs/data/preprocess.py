@@ -76,8 +76,8 @@ def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, prog
     target = int(cfg.shard_target_mb * 1024 * 1024)
     writers = {split: _SplitWriter(scratch / split, target) for split in SPLITS}
     subsets: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    skipped = []
-    jobs = [(ref, source.name, cfg.image_size, cfg.jpeg_quality) for ref in source.clips]
+    skipped, padded = [], []
+    jobs = [(ref, source.name, cfg.image_size, cfg.jpeg_quality, cfg.max_audio_shortfall_s) for ref in source.clips]
     pool = None
     try:
         if cfg.num_workers > 1 and len(jobs) > 1:
@@ -93,12 +93,14 @@ def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, prog
                 skipped.append({"clip_id": ref.clip_id, "split": ref.split, "file": outcome.path,
                                 "reason": outcome.reason})
                 continue
-            row, size = outcome
+            row, size, shortfall = outcome
+            if shortfall > 0:
+                padded.append({"clip_id": ref.clip_id, "file": str(ref.audio), "shortfall_s": round(shortfall, 4)})
             writers[ref.split].add(row, size)
             subsets[ref.split][ref.subset] = subsets[ref.split].get(ref.subset, 0) + 1
         for writer in writers.values():
             writer.flush()
-        manifest = _manifest(source, cfg, writers, subsets, skipped)
+        manifest = _manifest(source, cfg, writers, subsets, skipped, padded)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     except BaseException:
         if pool is not None:
@@ -120,16 +122,16 @@ def read_manifest(shards_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _process_clip(job: tuple[ClipRef, str, int | None, int]) -> tuple[dict[str, Any], int] | DataError:
-    ref, dataset, image_size, quality = job
+def _process_clip(job: tuple[ClipRef, str, int | None, int, float]) -> tuple[dict[str, Any], int, float] | DataError:
+    ref, dataset, image_size, quality, max_shortfall_s = job
     try:
-        clip = load_clip(ref)
+        clip = load_clip(ref, max_shortfall_s)
         row = encode_clip(clip, dataset, image_size, quality)
     except DataError as err:
         return err
     size = sum(len(b) for b in row["frames"]) + sum(len(b or b"") for b in row["masks"])
     size += sum(len(b) for b in row["visible_masks"] or ()) + sum(len(b) for b in row["audio"])
-    return row, size
+    return row, size, clip.audio_shortfall_s
 
 
 def _init_worker() -> None:
@@ -139,7 +141,8 @@ def _init_worker() -> None:
 
 
 def _manifest(source: Source, cfg: PreprocessConfig, writers: dict[str, _SplitWriter],
-              subsets: dict[str, dict[str, int]], skipped: list[dict[str, str]]) -> dict[str, Any]:
+              subsets: dict[str, dict[str, int]], skipped: list[dict[str, str]],
+              padded: list[dict[str, Any]]) -> dict[str, Any]:
     splits = {
         split: {
             "clips": sum(s["clips"] for s in writer.shards),
@@ -160,6 +163,7 @@ def _manifest(source: Source, cfg: PreprocessConfig, writers: dict[str, _SplitWr
         "bytes": sum(s["bytes"] for s in splits.values()),
         "splits": splits,
         "skipped": skipped,
+        "padded_audio": padded,  # clips whose audio was short and padded with silence at the end
     }
 
 
