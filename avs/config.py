@@ -39,10 +39,18 @@ class DataConfig:
     dataset: DatasetName = "stamps"
     # Root of a real dataset on local disk (required unless dataset == "stamps").
     root: str | None = None
-    # VPO only: the folder holding the VGGSound wav files named by the CSV's `vgg_file`.
+    # VPO only: the VGGSound folder, whose audios/ holds the wavs named by the CSV's `vgg_file`
+    # (None: <root>/VGGSound, as the release unpacks).
     audio_root: str | None = None
-    # VPO only: which CSV/audio variant to read.
+    # VPO only: mono sums the rows' wavs; stereo pans each by its `audio_pos` first (left
+    # (1 - pos), right pos), as CAVP's vpo_stereo loaders.
     vpo_audio: Literal["mono", "stereo"] = "mono"
+    # VPO only: binary (sounding or not) or semantic (the 21 VPO classes + background) masks.
+    vpo_labels: Literal["binary", "semantic"] = "binary"
+    # VPO only: the share of the release's `train` images held out as `val` (the release's
+    # `val` is the test split), drawn with this seed.
+    vpo_val_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5))
+    vpo_val_seed: int = 0
     # A real dataset with files missing is an error at fetch unless this is true; preprocess then
     # raises or skips those clips according to preprocess.on_error.
     allow_incomplete: bool = False
@@ -326,8 +334,13 @@ class Config:
 
     @property
     def num_classes(self) -> int:
-        """Mask channels: 1 (binary: sounding or not) or 71 (AVSS classes, background included)."""
-        return 71 if self.data.dataset == "avss" else 1
+        """Mask channels: 1 (binary: sounding or not), 71 (AVSS classes, background included) or
+        22 (VPO's 21 classes and background, with `data.vpo_labels: semantic`)."""
+        if self.data.dataset == "avss":
+            return 71
+        if self.data.dataset.startswith("vpo_") and self.data.vpo_labels == "semantic":
+            return 22
+        return 1
 
     def __post_init__(self) -> None:
         if self.data.dataset != "stamps" and not self.data.root:

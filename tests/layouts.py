@@ -73,10 +73,12 @@ def _csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         writer.writerows(rows)
 
 
-def write_s4(root: Path, seed: int = 0) -> dict[str, Expected]:
-    """AVSBench S4: train annotates only frame 1; val/test all 5."""
+S4_CLIPS = [("clipA", "dog", "train"), ("clipB", "baby", "val"), ("clipC", "dog", "test")]
+
+
+def write_s4(root: Path, seed: int = 0, clips: list[tuple[str, str, str]] = S4_CLIPS) -> dict[str, Expected]:
+    """AVSBench S4: train annotates only frame 1; val/test all 5. `clips`: (name, category, split)."""
     rng = np.random.default_rng(seed)
-    clips = [("clipA", "dog", "train"), ("clipB", "baby", "val"), ("clipC", "dog", "test")]
     categories = {"baby": 1, "dog": 2}
     expected = {}
     for name, category, split in clips:
@@ -96,10 +98,13 @@ def write_s4(root: Path, seed: int = 0) -> dict[str, Expected]:
     return expected
 
 
-def write_ms3(root: Path, seed: int = 1) -> dict[str, Expected]:
-    """AVSBench MS3: flat frames (`{vid}.mp4_{i}.png`), one clip nested in `{vid}/`, empty masks allowed."""
+MS3_CLIPS = [("vid001", "train", False), ("vid002", "test", True)]
+
+
+def write_ms3(root: Path, seed: int = 1, clips: list[tuple[str, str, bool]] = MS3_CLIPS) -> dict[str, Expected]:
+    """AVSBench MS3: flat frames (`{vid}.mp4_{i}.png`), one clip nested in `{vid}/`, empty masks allowed.
+    `clips`: (video id, split, nested)."""
     rng = np.random.default_rng(seed)
-    clips = [("vid001", "train", False), ("vid002", "test", True)]
     expected = {}
     for vid, split, nested in clips:
         frames = np.stack([smooth_frame(rng) for _ in range(5)])
@@ -119,13 +124,16 @@ def write_ms3(root: Path, seed: int = 1) -> dict[str, Expected]:
 AVSS_NAMES = ["background"] + [f"class_{i:02d}" for i in range(1, 71)]
 
 
-def write_avss(root: Path, seed: int = 2) -> dict[str, Expected]:
-    """AVSBench-semantic: v1s train (frame 0 labelled), v1m with labels_semantic, v2 (10 frames) with labels_rgb only."""
+AVSS_CLIPS = [("v1s", "uidS", "train", 5), ("v1m", "uidM", "val", 5), ("v2", "uidV", "test", 10)]
+
+
+def write_avss(root: Path, seed: int = 2, clips: list[tuple[str, str, str, int]] = AVSS_CLIPS) -> dict[str, Expected]:
+    """AVSBench-semantic: v1s train (frame 0 labelled), v1m with labels_semantic, v2 (10 frames) with
+    labels_rgb only. `clips`: (label, uid, split, frames)."""
     rng = np.random.default_rng(seed)
     (root).mkdir(parents=True, exist_ok=True)
     # As released: ids 1..71 with background = 1 (the palette index is the id minus 1).
     (root / "label2idx.json").write_text(json.dumps({n: i for i, n in enumerate(AVSS_NAMES, start=1)}))
-    clips = [("v1s", "uidS", "train", 5), ("v1m", "uidM", "val", 5), ("v2", "uidV", "test", 10)]
     palette = voc_palette(256)
     expected = {}
     for label, uid, split, frames_n in clips:
@@ -157,28 +165,74 @@ def write_avss(root: Path, seed: int = 2) -> dict[str, Expected]:
     return expected
 
 
-def write_vpo(root: Path, subset: str = "ss", seed: int = 3) -> dict[str, Expected]:
-    """VPO: COCO-named images, one mask per instance, VGGSound wavs in audio/, `val` used as test."""
+VPO_CLASSES = ["airplane", "baby", "bird", "bus", "car", "cat", "cell phone", "cow", "dog", "elephant",
+               "female", "horse", "keyboard", "male", "motorcycle", "mouse", "sheep", "skateboard",
+               "sports ball", "tennis racket", "zebra"]
+# (cateName, COCO-style cateId) as the release's CSVs pair them
+VPO_IDS = {"dog": 18, "cat": 17, "male": 92, "female": 93, "car": 3, "horse": 19}
+# subset -> images: (img_Id, split, [(cateName, ann_Id, vgg_file, audio_pos, multi_instance)])
+VPO_IMAGES = {
+    "ss": [(139, "train", [("dog", 101, "dog_a", 0.3, None)]), (285, "val", [("cat", 7, "cat_a", 0.7, None)]),
+           (632, "train", [("dog", 55, "dog_b", 0.5, None)]), (724, "train", [("horse", 9, "horse_a", 0.2, None)]),
+           (776, "train", [("cat", 12, "cat_b", 0.9, None)]), (801, "val", [("horse", 31, "horse_b", 0.4, None)])],
+    "ms": [(1001, "train", [("male", 5, "male_a", 0.2, None), ("dog", 6, "dog_a", 0.8, None)]),
+           (1002, "train", [("car", 8, "car_a", 0.5, None)]),
+           (1003, "val", [("female", 3, "female_a", 0.1, None), ("male", 4, "male_b", 0.6, None)]),
+           (1004, "train", [("cat", 2, "cat_a", 0.5, None)]), (1005, "train", [("horse", 1, "horse_a", 0.4, None)]),
+           (1006, "val", [("dog", 7, "dog_b", 0.3, None)])],
+    "msmi": [(2001, "train", [("male", 5, "male_a", 0.2, 1), ("male", 6, "male_b", 0.8, 1)]),
+             (2002, "train", [("dog", 8, "dog_a", 0.5, 0)]),  # single-instance: its files are in VPO-MS
+             (2003, "val", [("female", 3, "female_a", 0.1, 1), ("car", 4, "car_a", 0.6, 1)]),
+             (2004, "train", [("cat", 2, "cat_a", 0.5, 0)]), (2005, "train", [("horse", 1, "horse_a", 0.4, 1)]),
+             (2006, "val", [("horse", 9, "horse_b", 0.7, 0)])],
+}
+VPO_WAV_SECONDS = 10.0
+
+
+def write_vpo(root: Path, subset: str = "ss", seed: int = 3, stereo: bool = False,
+              semantic: bool = False) -> dict[str, Expected]:
+    """VPO as cyh-0/CAVP reads it: the `_stereo` CSV in VPO/VPO-{SUB}/, JPEGs and masks of
+    COCO category ids (255 on a border ring) named `{img:012d}[_{ann:012d}]`, per class in
+    VPO-SS, MSMI's single-instance rows in VPO-MS, 10 s wavs in VGGSound/audios/. Expected: one
+    sample per image, the union of its instances, the sum of its rows' centred 3 s windows."""
     rng = np.random.default_rng(seed)
     base = root / "VPO" / f"VPO-{subset.upper()}"
-    rows = [("dog", 139, [101, 102], 18, "dogbark_000", "train"), ("cat", 285, [7], 17, "meow_001", "val")]
-    expected = {}
-    for index, (name, img_id, anns, cate_id, wav, split) in enumerate(rows):
+    header = ["cateName", "img_Id", "ann_Ids", "cateId", "vgg_file", "split", "audio_pos"]
+    header += ["multi_instance"] if subset == "msmi" else []
+    rows, expected, waves = [], {}, {}
+    for img_id, split, sources in VPO_IMAGES[subset]:
         image = smooth_frame(rng)
-        Image.fromarray(image).save(_mkdir(base / "data") / f"{img_id:012d}.jpg", quality=95)
-        union = np.zeros((SIZE, SIZE), np.uint8)
-        for ann in anns:
+        truth = np.zeros((SIZE, SIZE), np.uint8)
+        left, right = np.zeros(3 * RATE, np.float32), np.zeros(3 * RATE, np.float32)
+        for name, ann, wav, pos, multi in sources:
+            folder = root / "VPO" / "VPO-MS" if multi == 0 else base
+            data_dir, mask_dir = folder / "data", folder / "mask"
+            if subset == "ss":
+                data_dir, mask_dir = data_dir / name, mask_dir / name
+            Image.fromarray(image).save(_mkdir(data_dir) / f"{img_id:012d}.jpg", quality=95)
             instance = blob_mask(rng)
-            _png(base / "mask" / f"{img_id}_{ann}.png", instance * 255)
-            union |= instance
-        audio = tone(rng, 3.0)
-        audio = _wav(root / "audio" / f"{wav}.wav", audio)
-        decoded = np.asarray(Image.open(base / "data" / f"{img_id:012d}.jpg"))[None]
-        category = 1 + ["airplane", "baby", "bird", "bus", "car", "cat", "cell phone", "cow", "dog"].index(name)
-        expected[f"vpo_{subset}/{index:06d}_{img_id}"] = Expected(
-            "test" if split == "val" else split, union[None], [True], decoded, audio, [category])
-    _csv(root / f"vpo_{subset}_data_mono.csv", ["cateName", "img_Id", "ann_Ids", "cateId", "vgg_file", "split"],
-         [[n, str(i), str(a), str(c), w, s] for n, i, a, c, w, s in rows])
+            ring = (np.maximum.reduce([np.roll(instance, shift, axis) for shift in (-1, 1) for axis in (0, 1)])
+                    > instance)
+            stored = instance * VPO_IDS[name]
+            stored[ring] = 255
+            _png(mask_dir / f"{img_id:012d}_{ann:012d}.png", stored.astype(np.uint8))
+            label = 1 + VPO_CLASSES.index(name) if semantic else 1
+            truth[instance == 1] = np.maximum(truth[instance == 1], label)
+            if wav not in waves:
+                waves[wav] = _wav(root / "VGGSound" / "audios" / f"{wav}.wav", tone(rng, VPO_WAV_SECONDS))
+            middle = len(waves[wav]) // 2
+            window = waves[wav][middle - 3 * RATE // 2: middle - 3 * RATE // 2 + 3 * RATE]
+            left += window * ((1 - pos) if stereo else 1)
+            right += window * pos
+            rows.append([name, str(img_id), str(ann), str(VPO_IDS[name]), wav, split, str(pos)]
+                        + ([str(multi)] if subset == "msmi" else []))
+        audio = np.concatenate([left, right]) if stereo else left
+        decoded = np.asarray(Image.open(next(root.glob(f"VPO/*/data/**/{img_id:012d}.jpg"))))[None]
+        ids = sorted({1 + VPO_CLASSES.index(n) for n, *_ in sources})
+        expected[f"vpo_{subset}/{img_id:012d}"] = Expected(
+            "test" if split == "val" else split, truth[None], [True], decoded, audio.reshape(-1, RATE), ids)
+    base.mkdir(parents=True, exist_ok=True)
+    _csv(base / f"vpo_{subset}_data_stereo.csv", header, rows)
     return expected
 
 

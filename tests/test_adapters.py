@@ -42,9 +42,12 @@ def _check(decoded, expected, seconds_offset: float = 0.0):
         assert clip.frames.shape == truth.frames.shape
         error = np.abs(clip.frames.astype(float) - truth.frames.astype(float)).mean()
         assert error < JPEG_TOLERANCE, (clip_id, error)
-        start = int(seconds_offset * 16000)
-        audio = split_seconds(truth.audio[start:], len(truth.annotated), clip_id)
-        np.testing.assert_allclose(clip.audio, audio, atol=1 / 32768)  # 16-bit PCM
+        if truth.audio.ndim == 2:  # already the expected (S, 16000) windows
+            audio = truth.audio
+        else:
+            start = int(seconds_offset * 16000)
+            audio = split_seconds(truth.audio[start:], len(truth.annotated), clip_id)
+        np.testing.assert_allclose(clip.audio, audio, atol=2 / 32768)  # 16-bit PCM, a sum of two at most
         if truth.category_ids:
             assert clip.category_ids == truth.category_ids, clip_id
 
@@ -120,13 +123,50 @@ def test_avss_label_map_numbering(tmp_path):
         open_source(cfg, tmp_path / "AVSS")
 
 
-@pytest.mark.parametrize("subset", ["ss", "msmi"])
-def test_vpo_union_of_instances(tmp_path, subset):
-    expected = layouts.write_vpo(tmp_path / "VPO_root", subset)
-    cfg = DataConfig(dataset=f"vpo_{subset}", root="x")
+@pytest.mark.parametrize("subset", ["ss", "ms", "msmi"])
+@pytest.mark.parametrize("stereo, semantic", [(False, False), (True, True)])
+def test_vpo_as_cavp_reads_it(tmp_path, subset, stereo, semantic):
+    expected = layouts.write_vpo(tmp_path / "VPO_root", subset, stereo=stereo, semantic=semantic)
+    cfg = DataConfig(dataset=f"vpo_{subset}", root="x", vpo_val_fraction=0.0,
+                     vpo_audio="stereo" if stereo else "mono", vpo_labels="semantic" if semantic else "binary")
     source = open_source(cfg, tmp_path / "VPO_root")
+    assert (source.label_kind, source.num_classes) == (("semantic", 22) if semantic else ("binary", 2))
     decoded = _round_trip(source, tmp_path)
-    _check(decoded, expected, seconds_offset=1.0)  # the middle second of the 3 s VGGSound clip
+    _check(decoded, expected)  # one sample per image, the union of its instances, the rows' summed audio
+    assert all(clip.audio.shape == (6 if stereo else 3, 16000) for clip in decoded.values())
+
+
+def test_vpo_validation_split_is_carved_from_train_with_a_seed(tmp_path):
+    expected = layouts.write_vpo(tmp_path / "VPO_root", "ss")
+    splits = {}
+    for seed in (0, 0, 1, 2, 3):
+        cfg = DataConfig(dataset="vpo_ss", root="x", vpo_val_fraction=0.5, vpo_val_seed=seed)
+        clips = open_source(cfg, tmp_path / "VPO_root").clips
+        splits.setdefault(seed, []).append({c.clip_id: c.split for c in clips})
+    assert splits[0][0] == splits[0][1]  # the same seed, the same split
+    assert len({tuple(sorted(s[0].items())) for s in splits.values()}) > 1  # seeds differ
+    for chosen in (runs[0] for runs in splits.values()):
+        for clip_id, split in chosen.items():
+            assert split == "test" if expected[clip_id].split == "test" else split in ("train", "val")
+        assert sum(s == "val" for s in chosen.values()) == 2  # half of the 4 train images
+
+
+def test_vpo_bad_input_names_the_file(tmp_path):
+    from avs.data.clip import load_clip
+    from avs.data.errors import DataError
+
+    layouts.write_vpo(tmp_path / "VPO_root", "ms")
+    csv_path = tmp_path / "VPO_root/VPO/VPO-MS/vpo_ms_data_stereo.csv"
+    text = csv_path.read_text()
+    cfg = DataConfig(dataset="vpo_ms", root="x", vpo_labels="semantic")
+    csv_path.write_text(text.replace("1002,8,3,", "1002,8,4,"))  # car's cateId 3 -> 4: its mask says 3
+    clip = next(c for c in open_source(cfg, tmp_path / "VPO_root").clips if c.clip_id.endswith("1002"))
+    with pytest.raises(DataError, match=r"000000001002_000000000008.png: category id 3 is not among"):
+        load_clip(clip)
+    csv_path.write_text(text.replace("1003,3,93,female_a,val", "1003,3,93,female_a,train"))
+    with pytest.raises(DataError, match=r"vpo_ms_data_stereo.csv: vpo_ms_data_stereo.csv line \d+: image 1003 "
+                                        r"is listed in splits \['train', 'val'\]"):
+        open_source(cfg, tmp_path / "VPO_root")
 
 
 def test_missing_layout_is_a_clear_error(tmp_path):
@@ -136,6 +176,8 @@ def test_missing_layout_is_a_clear_error(tmp_path):
         open_source(DataConfig(dataset="avsbench_s4", root="x"), tmp_path)
     with pytest.raises(DataError, match=r"label2idx.json: label map not found"):
         open_source(DataConfig(dataset="avss", root="x"), tmp_path)
-    with pytest.raises(DataError, match=r"VGGSound wav folder"):
+    with pytest.raises(DataError, match=r"VPO/VPO-SS: folder not found: expected VPO/VPO-SS of the VPO release"):
+        open_source(DataConfig(dataset="vpo_ss", root="x"), tmp_path)
+    with pytest.raises(DataError, match=r"VGGSound: folder not found: expected the VGGSound folder"):
         (tmp_path / "VPO" / "VPO-SS").mkdir(parents=True)
         open_source(DataConfig(dataset="vpo_ss", root="x"), tmp_path)

@@ -47,6 +47,18 @@ def split_seconds(waveform: np.ndarray, num_seconds: int, source: str | Path,
     return waveform[:needed].reshape(num_seconds, SAMPLE_RATE).astype(np.float32)
 
 
+def centred_window(waveform: np.ndarray, seconds: int) -> np.ndarray:
+    """The `seconds` at the middle of a 16 kHz waveform; a shorter one is repeated to fill them
+    (as CAVP's VPO loaders crop). Where their slice would start before the first sample, this
+    one starts at it."""
+    length = seconds * SAMPLE_RATE
+    start = max(0, waveform.shape[0] // 2 - length // 2)
+    window = waveform[start:start + length]
+    if window.shape[0] < length:
+        window = np.tile(window, length // window.shape[0] + 1)[:length]
+    return window.astype(np.float32)
+
+
 def to_pcm16(seconds: np.ndarray) -> list[bytes]:
     """(T, 16000) float waveform in [-1, 1] -> T little-endian int16 byte strings (clipped)."""
     scaled = np.clip(np.round(seconds * PCM_SCALE), -PCM_SCALE, PCM_SCALE - 1)

@@ -95,7 +95,7 @@ def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, prog
                 continue
             row, size, shortfall = outcome
             if shortfall > 0:
-                padded.append({"clip_id": ref.clip_id, "file": str(ref.audio), "shortfall_s": round(shortfall, 4)})
+                padded.append({"clip_id": ref.clip_id, "file": str(ref.audio_files()[0]), "shortfall_s": round(shortfall, 4)})
             writers[ref.split].add(row, size)
             subsets[ref.split][ref.subset] = subsets[ref.split].get(ref.subset, 0) + 1
         for writer in writers.values():

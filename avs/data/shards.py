@@ -39,7 +39,8 @@ SCHEMA = pa.schema(
         pa.field("mask_annotated", pa.list_(pa.bool_()), nullable=False),  # (T,)
         pa.field("sounding", pa.list_(pa.bool_()), nullable=False),  # (T,)
         pa.field("visible_masks", pa.list_(pa.binary()), nullable=True),  # T PNGs 0/1, or null
-        pa.field("audio", pa.list_(pa.binary(2 * SAMPLE_RATE)), nullable=False),  # T seconds of 16 kHz int16 PCM
+        # T seconds of 16 kHz int16 PCM, or k T one-second windows (VPO: its 3 s window, per channel)
+        pa.field("audio", pa.list_(pa.binary(2 * SAMPLE_RATE)), nullable=False),
     ],
     metadata={SCHEMA_KEY: str(SCHEMA_VERSION).encode()},
 )
@@ -58,7 +59,7 @@ class DecodedClip:
     mask_annotated: np.ndarray  # (T,) bool
     sounding: np.ndarray  # (T,) bool
     visible_masks: np.ndarray | None  # (T, H, W) uint8 0/1
-    audio: np.ndarray  # (T, 16000) float32 waveform, second t of the audio
+    audio: np.ndarray  # (k T, 16000) float32 waveform: second t of the audio (k = 1), or k windows per frame
 
 
 def encode_clip(clip: Clip, dataset: str, image_size: int | None, jpeg_quality: int) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from avs.config import Config
 from avs.data.audio import from_pcm16
 from avs.data.preprocess import read_manifest
-from avs.data.sources.avsbench import AVSS_CLASSES, AVSS_CLIP_FRAMES
+from avs.data.sources.avsbench import AVSS_CLIP_FRAMES
 from avs.data.stages import shards_dir
 from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
 from avs.eval.attribution import SoundingPickMeter
@@ -61,13 +61,14 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
     model.audio.remember_in_eval = True  # nothing trains it here; the mirrored pass and swapped probe repeat seconds
     files = shard_files(shards_dir(cfg, repo_root), e.split)
     image_size, num_frames = inference_size(model_cfg, e), max_frames(files)
-    if e.compat and model_cfg.num_classes == AVSS_CLASSES:
+    if e.compat and model_cfg.data.dataset == "avss":
         num_frames = max(num_frames, AVSS_CLIP_FRAMES)  # avss/test.py pads every clip to 10 frames
     audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping
     conditions = {"clean": None, "muted": muted, "swapped": None,
                   **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db}}
 
-    scores = _Scores(model_cfg.num_classes, e.compat, absent_as_zero=e.absent_classes == "zero")
+    scores = _Scores(model_cfg.num_classes, e.compat, absent_as_zero=e.absent_classes == "zero",
+                     avss=model_cfg.data.dataset == "avss")
     swapped_audio = swapped(audio)
     reports = report_dir(cfg, repo_root)
     overlays: list[Path] = []
@@ -104,14 +105,14 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True, tr
 class _Scores:
     """Every meter the evaluation fills, by condition."""
 
-    def __init__(self, num_classes: int, compat: bool, absent_as_zero: bool = False):
+    def __init__(self, num_classes: int, compat: bool, absent_as_zero: bool = False, avss: bool = False):
         self.num_classes = num_classes
         self.conditions: list[str] = []
         self.binary: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<condition>:<subset>"
         self.compat = BinaryMeter(compat=True) if compat else None
         self.dataset = DatasetMeter(max(2, num_classes), absent_as_zero=absent_as_zero)
         self.semantic = SemanticMeter(num_classes) if num_classes > 1 else None
-        self.semantic_compat = SemanticMeter(num_classes, all_classes=True) if compat and num_classes > 1 else None
+        self.semantic_compat = SemanticMeter(num_classes, all_classes=True) if compat and avss else None
         self.visual_only: dict[str, BinaryMeter] = defaultdict(BinaryMeter)  # "<clean|muted>:<subset>"
         self.calibration: dict[str, CalibrationMeter] = defaultdict(CalibrationMeter)  # final/raw x all/transition
         self.picks: dict[str, SoundingPickMeter] = defaultdict(SoundingPickMeter)  # by subset, clips with visible masks
@@ -202,12 +203,15 @@ class _Scores:
 
 
 def _read_audio(files: list[str], num_frames: int) -> np.ndarray:
-    """Every clip's audio, in shard order, padded to `num_frames` seconds with silence."""
+    """Every clip's audio, in shard order, padded with silence to `num_frames` frames' worth
+    (as `DecodeClips` pads each batch)."""
     clips = []
     for path in files:
-        for seconds in pq.read_table(path, columns=["audio"])["audio"].to_pylist():
-            array = from_pcm16(seconds)  # (T, 16000)
-            clips.append(np.concatenate([array, np.zeros((num_frames - len(array), array.shape[1]), np.float32)]))
+        table = pq.read_table(path, columns=["audio", "num_frames"])
+        for seconds, frames in zip(table["audio"].to_pylist(), table["num_frames"].to_pylist()):
+            array = from_pcm16(seconds)  # (k T, 16000)
+            missing = (num_frames - frames) * (len(array) // frames)
+            clips.append(np.concatenate([array, np.zeros((missing, array.shape[1]), np.float32)]))
     return np.stack(clips)
 
 

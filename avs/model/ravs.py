@@ -75,13 +75,17 @@ class RAVS(nn.Module):
     def forward(self, frames: torch.Tensor, waveform: torch.Tensor) -> dict:
         """Args:
             frames: (B, T, 3, H, W) floats in [0, 1].
-            waveform: (B, T, 16000) each frame's second of 16 kHz mono audio.
+            waveform: (B, T, 16000) each frame's second of 16 kHz mono audio, or (B, k T, 16000)
+                with k one-second windows per frame (VPO's 3 s window, and its two channels),
+                whose embeddings are averaged [ours].
         """
         b, t, _, height, width = frames.shape
-        if waveform.dim() != 3 or waveform.shape[:2] != (b, t):
-            raise ValueError(f"audio: expected a (B, T, samples) waveform with B, T = {b}, {t} as the frames, "
+        if waveform.dim() != 3 or waveform.shape[0] != b or waveform.shape[1] % t:
+            raise ValueError(f"audio: expected a (B, k T, samples) waveform with B, T = {b}, {t} as the frames, "
                              f"got shape {tuple(waveform.shape)}")
-        audio = self.audio(waveform.flatten(0, 1))  # (B*T, A)
+        audio = self.audio(waveform.flatten(0, 1))  # (B*T*k, A)
+        if waveform.shape[1] != t:
+            audio = audio.view(b * t, waveform.shape[1] // t, -1).mean(1)  # (B*T, A)
         image = x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
         features, alignments = [], {}
         for index, stage in enumerate(self.visual.stages, start=1):

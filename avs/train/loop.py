@@ -110,6 +110,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         for step, batch in enumerate(data_wait.timed(
             train_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2)
         )):
+            if batch.frames.shape[0] * batch.frames.shape[1] < 2:
+                # A last batch of a single image (VPO: T = 1): the similarity's batch norm needs two
+                # samples. Every worker gets the same number of clips, so all of them skip it.
+                continue
             losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / steps_per_epoch,
                                 use_bf16, where=f"epoch {epoch} step {step}")
             for name, value in losses.items():

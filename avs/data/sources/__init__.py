@@ -21,6 +21,4 @@ def open_source(cfg: DataConfig, root: Path) -> Source:
         return load_avsbench_ms3(root)
     if cfg.dataset == "avss":
         return load_avss(root)
-    subset = cfg.dataset.removeprefix("vpo_")
-    audio_root = Path(cfg.audio_root) if cfg.audio_root else None
-    return load_vpo(root, subset, audio_root, cfg.vpo_audio)
+    return load_vpo(root, cfg.dataset.removeprefix("vpo_"), cfg)
