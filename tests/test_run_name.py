@@ -35,6 +35,8 @@ def test_the_code_fingerprint_covers_the_model_and_the_loop(tmp_path, monkeypatc
     before = run.code_fingerprint()
     (package / "predict.py").write_text("not training code\n")
     assert run.code_fingerprint() == before
+    (package / "model" / "x.py").write_text('"""A docstring."""\n\na  =  1  # reformatted, with a comment\n')
+    assert run.code_fingerprint() == before  # formatting, comments and docstrings are not code
     (package / "model" / "x.py").write_text("a = 2\n")
     assert run.code_fingerprint() != before
     assert len(run.code_fingerprint()) == 64

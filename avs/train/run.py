@@ -10,6 +10,7 @@ running it again with the same inputs continues after the last checkpoint in `st
 
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
 import json
@@ -112,15 +113,33 @@ def run_name(cfg: Config, manifest: dict[str, Any]) -> str:
 
 
 def code_fingerprint() -> str:
-    """SHA-256 over the Python sources in `RESULT_CODE` (paths and contents, in sorted order)."""
+    """SHA-256 over the Python sources in `RESULT_CODE` (paths and syntax trees, in sorted order).
+
+    The syntax tree without docstrings, so that formatting, comments and docs do not start a
+    training afresh (or drop a kept ablation result); any change to the code does.
+    """
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for entry in RESULT_CODE:
         path = package / entry
         for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(str(source.relative_to(package)).encode())
-            digest.update(source.read_bytes())
+            digest.update(_code_only(source.read_bytes()))
     return digest.hexdigest()
+
+
+def _code_only(source: bytes) -> bytes:
+    """A module's syntax tree with its docstrings left out, as text (the source if it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 def _init_ray(address: str | None, progress: bool, local_cpus: int) -> None:
