@@ -113,3 +113,43 @@ def test_mlflow_compose_uses_postgres_and_s3_artifacts():
 @pytest.mark.parametrize("path", sorted(p.relative_to(INFRA).as_posix() for p in INFRA.rglob("*.yaml")))
 def test_every_manifest_marks_what_a_user_must_change(path):
     assert "CHANGE" in (INFRA / path).read_text()
+
+
+def _setup_requirement_files() -> dict[str, bool]:
+    """The requirements files `make setup` installs, and whether with --no-deps."""
+    lines = [line for line in (REPO / "Makefile").read_text().splitlines() if "pip install" in line and " -r " in line]
+    return {line.split(" -r ")[1].split()[0]: "--no-deps" in line for line in lines}
+
+
+def test_the_image_installs_what_setup_installs_and_leaves_local_state_out():
+    dockerfile = (INFRA / "ray/Dockerfile").read_text()
+    files = _setup_requirement_files()
+    assert {"requirements.txt", "requirements-nodeps.txt"} <= set(files)
+    installs = re.findall(r"pip install ([^\n&\\]+)", dockerfile)
+    for name, no_deps in files.items():
+        (line,) = [i for i in installs if f"-r {name}" in i.split(" -c")[0] or i.rstrip().endswith(f"-r {name}")]
+        assert ("--no-deps" in line) == no_deps, (name, line)
+        assert re.search(rf"COPY [^\n]*\b{re.escape(name)}\b", dockerfile), f"{name} is installed but never copied in"
+    copies = re.findall(r"^COPY (.*)$", dockerfile, re.M)
+    assert copies and all(c.startswith("--chown=ray:users ") for c in copies)  # the base image runs as `ray`
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".venv", "data", ".dvc/config.local", "mlflow.db", "models", ".cache"} <= ignored
+
+
+def test_the_tracking_server_the_ray_manifests_name_exists_and_accepts_that_host():
+    manifests = list(yaml.safe_load_all((INFRA / "mlflow/k8s.yaml").read_text()))
+    services = {(m["metadata"]["name"], m["metadata"]["namespace"]) for m in manifests if m["kind"] == "Service"}
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    args = " ".join(container(deployment["spec"]["template"])["args"])
+    allowed = set(re.search(r"--allowed-hosts=(\S+)", args).group(1).split(","))
+    uris = set()
+    for path in ("ray/raycluster.yaml", "ray/rayjob.yaml"):
+        uris |= set(re.findall(r"MLFLOW_TRACKING_URI.*?value: \"?(http://[^\s\"}]+)", (INFRA / path).read_text(), re.S))
+    assert uris
+    for uri in uris:
+        host_port = uri.removeprefix("http://").rstrip("/")
+        name, namespace, *_ = host_port.split(":")[0].split(".")
+        assert (name, namespace) in services, f"{uri}: no Service {name} in namespace {namespace} in infra/mlflow/k8s.yaml"
+        assert host_port in allowed, f"{uri}: the server's --allowed-hosts does not include {host_port}"
+    assert "--allowed-hosts" in load("mlflow/compose.yaml")["services"]["mlflow"]["command"]
+    assert "MLFLOW_TRACKING_URI=http://" in " ".join(load("ray/cluster-aws.yaml")["docker"]["run_options"])
