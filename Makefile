@@ -11,7 +11,7 @@ DEB_DIR := .cache/debs
 STAMPS_DEB := $(DEB_DIR)/.downloaded
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast bench ablation visual-baseline lock clean-data
+.PHONY: setup repro test test-fast bench ablation lock clean-data
 
 setup: $(INSTALLED) $(STAMPS_DEB)
 
@@ -50,18 +50,11 @@ bench: setup
 	$(BIN)/python benchmarks/cpu_bf16.py --rounds 15
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/cpu_share.py
-	$(BIN)/python benchmarks/binding_probe.py
-	$(BIN)/python benchmarks/mask_resolution.py
-	$(BIN)/python benchmarks/mixture_probe.py
 
 # The seeded five-row ablation (benchmarks/ablation.py): 15 trainings, about 13 minutes each on 2
 # cores; resumable, finished runs are kept in benchmarks/results/ablation/.
 ablation: repro
 	$(BIN)/python benchmarks/ablation.py
-
-# The audio-blind model (train.target=visible) next to the model of `make repro` (about 13 minutes).
-visual-baseline: repro
-	$(BIN)/python benchmarks/visual_baseline.py
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)

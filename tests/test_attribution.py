@@ -45,21 +45,3 @@ def test_mixed_frames_score_the_model_against_the_visible_union():
     assert math.isclose(result["mixed_J"], 32 / 40, rel_tol=1e-6) and math.isclose(result["mixed_union_J"], 0.5)
     assert result["sounding_covered"] == 1.0 and math.isclose(result["silent_covered"], 0.25, rel_tol=1e-6)
     assert result["pick_rate"] == 1.0  # mean p 0.9 against 0.225
-
-
-def test_voted_objects_keep_each_true_object_whole_or_leave_it_out(monkeypatch):
-    from pathlib import Path
-
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
-    from mixed_frames import voted_objects
-
-    visible = torch.zeros(8, 8, dtype=torch.bool)
-    visible[:, :3] = True  # one object
-    visible[:, 5:] = True  # another, not touching it
-    probs = torch.full((8, 8), 0.1)
-    probs[:, :2] = 0.9  # two thirds of the first object: mean 0.63
-    probs[:2, 5:] = 0.9  # a quarter of the second: mean 0.3
-    voted = voted_objects(probs, visible)
-    assert torch.equal(voted[:, :3], torch.ones(8, 3, dtype=torch.bool))  # drawn whole, its unmarked third too
-    assert not voted[:, 3:].any()  # the second left out, the marked quarter too, and nothing off the objects
-    assert not voted_objects(probs, torch.zeros(8, 8, dtype=torch.bool)).any()
