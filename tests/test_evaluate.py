@@ -134,3 +134,86 @@ def test_evaluate_and_register_over_http_against_a_real_server(model_repo, tmp_p
     finally:
         stop_server(server)
     assert server.poll() is not None
+
+
+# Run in a fresh interpreter outside the checkout: `avs` may be imported only from the code the
+# registered model ships (MLflow puts it on sys.path), never from this repository.
+OUTSIDE_THE_CHECKOUT = """
+import importlib.abc, importlib.machinery, sys
+REPO, CHECKOUT_AVS = {repo!r}, {repo!r} + "/avs"
+sys.path[:] = [p for p in sys.path if p and p.rstrip("/") != REPO]  # the venv under REPO stays
+
+class NotFromTheCheckout(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] != "avs":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or (spec.origin or "").startswith(CHECKOUT_AVS):
+            raise ModuleNotFoundError(f"{{name}} from the checkout is blocked")
+        return spec
+
+sys.meta_path.insert(0, NotFromTheCheckout())
+try:
+    import avs  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("the checkout's avs is importable: the test would prove nothing")
+import mlflow, numpy as np
+mlflow.set_tracking_uri({uri!r})
+model = mlflow.pyfunc.load_model("models:/avs-test@champion")
+out = model.predict({{"frames": np.random.rand(1, 2, 3, 64, 64).astype(np.float32),
+                      "audio": np.random.randn(1, 2, 16000).astype(np.float32) * 0.1}})
+import avs
+assert not avs.__file__.startswith(CHECKOUT_AVS), avs.__file__
+print("OK", out["probability"].shape, out["uncertainty"].shape, avs.__file__)
+"""
+
+
+@pytest.mark.slow
+def test_the_champion_loads_outside_the_checkout_and_serves_over_http(model_repo, tmp_path):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import REPO
+
+    uri = f"sqlite:///{model_repo / 'mlflow.db'}"
+    evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+    register(config(), model_repo, uri)
+    assert promote(config(), uri=uri).promoted
+    script = OUTSIDE_THE_CHECKOUT.format(repo=str(REPO.resolve()), uri=uri)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "OK (1, 2, 64, 64) (1, 2, 64, 64)" in done.stdout
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/avs-test@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = json.dumps({"inputs": {"frames": np.random.rand(1, 2, 3, 64, 64).tolist(),
+                                      "audio": (np.random.randn(1, 2, 16000) * 0.1).tolist()}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
+                                         {"Content-Type": "application/json"})
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[0][-3000:]
+                assert time.monotonic() < deadline, "the model server did not answer"
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(30)
+    predictions = answer["predictions"]
+    assert np.asarray(predictions["probability"]).shape == (1, 2, 64, 64)
+    assert np.asarray(predictions["uncertainty"]).shape == (1, 2, 64, 64)

@@ -80,6 +80,7 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
             model_config=metrics.get("protocol"),
             signature=signature,
             pip_requirements=_requirements(),
+            code_paths=_code_paths(),
             registered_model_name=cfg.registry.model_name,
             tags=tags,
         )
@@ -93,17 +94,29 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     return record
 
 
-def _requirements() -> list[str]:
-    """The pinned runtime the model needs (installing `avs` itself pulls in the rest).
+# What loading and running the registered model imports, besides the code it ships.
+RUNTIME_PACKAGES = ("torch", "torchvision", "torchaudio", "timm", "safetensors", "kornia", "numpy", "pyyaml",
+                    "pillow", "tqdm", "mlflow")
 
-    A model with `audio_encoder: aisfx` also needs the `aisfx` wheel, which must be installed
-    without its dependencies (its pins predate numpy 2): `pip install --no-deps aisfx==0.1.2`,
-    as `make setup` does. It cannot be listed here, where pip would resolve its pins.
-    """
+
+def _requirements() -> list[str]:
+    """The pinned packages the registered model needs, as installed here."""
     from importlib.metadata import version
 
-    names = ("torch", "torchaudio", "timm", "safetensors", "mlflow", "numpy")
-    return [f"{name}=={version(name)}" for name in names]
+    return [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES]
+
+
+def _code_paths() -> list[str]:
+    """The code the registered model ships: this package, and the `aisfx` wheel's (its network
+    class and checkpoint; the wheel cannot be a requirement, since its pins predate numpy 2)."""
+    import avs
+
+    paths = [str(Path(avs.__file__).parent)]
+    try:
+        import aisfx
+    except ImportError:  # a model with another audio encoder does not need it
+        return paths
+    return [*paths, str(Path(aisfx.__file__).parent)]
 
 
 @dataclass
