@@ -83,7 +83,9 @@ def run_one(variant: str, seed: int, params: Path, name: str) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"ablation: {variant} seed {seed}: `avs {command}` failed; see {log}:\n"
                              + "".join(log.read_text().splitlines(keepends=True)[-20:]))
-    return {"name": name, "overrides": overrides(variant, seed), "seconds": round(time.perf_counter() - started),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {"name": name, "commit": commit, "overrides": overrides(variant, seed),
+            "seconds": round(time.perf_counter() - started),
             "train": json.loads((root / "metrics" / "train.json").read_text()),
             "evaluate": json.loads((root / "metrics" / "evaluate.json").read_text())}
 
