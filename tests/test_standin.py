@@ -99,3 +99,42 @@ def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
         assert promote.returncode == 0 and "promoted to @champion" in promote.stdout, promote.stdout + promote.stderr
         endpoints = (env["AWS_ENDPOINT_URL"], uri)
     assert not any(listening(url) for url in endpoints), "the stand-in left a server running"
+
+
+LOOK_ON_BOTH_NODES = """
+import json, sys
+from pathlib import Path
+import ray
+
+def look(root):
+    root = Path(root)
+    return {"code": (root / "avs" / "marker.py").is_file(), "shards": (root / "data" / "shards").exists(),
+            "mlflow.db": (root / "mlflow.db").exists()}
+
+ray.init(log_to_driver=False)
+print(json.dumps({node: ray.get(ray.remote(look).options(resources={f"avs_{node}": 1}).remote(sys.argv[1]))
+                  for node in ("head", "second")}))
+"""
+
+
+def test_a_hidden_node_sees_the_code_but_none_of_the_drivers_files(tmp_path):
+    """The isolation the cluster tests rely on: a path that exists only on the driver is missing on
+    the hidden node, as on a real cluster whose nodes share nothing but object storage."""
+    import os
+
+    standin = load_standin()
+    project = tmp_path / "project"
+    (project / "avs").mkdir(parents=True)
+    (project / "avs" / "marker.py").write_text("CODE = 1\n")
+    (project / "data" / "shards").mkdir(parents=True)
+    (project / "data" / "shards" / "part-00000.parquet").write_bytes(b"driver only")
+    (project / "mlflow.db").write_bytes(b"driver only")
+    (tmp_path / "standin").mkdir()
+    with standin.ray_cluster(tmp_path / "standin", {}, cpus_per_node=1, hide=project) as env:
+        done = subprocess.run([sys.executable, "-c", LOOK_ON_BOTH_NODES, str(project)], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, **env})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    on = json.loads(done.stdout.strip().splitlines()[-1])
+    assert on["head"] == {"code": True, "shards": True, "mlflow.db": True}
+    assert on["second"] == {"code": True, "shards": False, "mlflow.db": False}
+    assert (project / "data" / "shards" / "part-00000.parquet").read_bytes() == b"driver only"  # untouched

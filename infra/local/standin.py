@@ -9,7 +9,10 @@ It starts
   - an MLflow tracking server (SQLite + local artifacts, `avs.track.server`);
   - a two-node Ray cluster: `ray start --head` and a second `ray start --address`, each with its
     own custom resource (`avs_head`, `avs_second`), its own node label (`avs-node=head`,
-    `avs-node=second`) and a shared authentication token.
+    `avs-node=second`) and a shared authentication token. With `hide=PROJECT` the second node
+    runs in its own mount namespace (`unshare -m`, as root) where PROJECT is an empty tmpfs with
+    only its code (`avs/`, and `.venv/` if it is there) mounted back: like a node of a real
+    cluster, it shares no data, models, caches or local databases with the driver.
 The S3 and MLflow servers listen on 127.0.0.1 only (the test checks it). Ray 2.60's processes do
 not all follow `--node-ip-address 127.0.0.1`: measured, its client server also listens on the
 machine's address and some core-worker gRPC ports on all interfaces; on a shared machine, keep
@@ -23,12 +26,13 @@ import argparse
 import contextlib
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from avs.track.server import stop_server, wait_until_answers
@@ -79,9 +83,33 @@ def tracking_server(root: Path) -> Iterator[dict[str, str]]:
         stop_server(process)
 
 
+# What a hidden node keeps of the project: the code it runs (the venv when it lives inside).
+KEPT = ("avs", ".venv")
+
+
+def isolated(command: Sequence[str], project: Path, keep: Sequence[str] = KEPT) -> list[str]:
+    """`command` in a mount namespace of its own where `project` is an empty tmpfs except for
+    `keep` (bind-mounted back): its processes, and the Ray workers they start, see none of the
+    project's data. Needs root (CI runs as root)."""
+    project = project.resolve()
+    kept = [name for name in keep if (project / name).exists()]
+    stash = f"/tmp/avs-standin-keep-{os.getpid()}-{secrets.token_hex(4)}"
+    steps = [f"mkdir -p {stash}"]
+    steps += [f"mkdir -p {stash}/{n} && mount --bind {shlex.quote(str(project / n))} {stash}/{n}" for n in kept]
+    steps.append(f"mount -t tmpfs avs-hidden {shlex.quote(str(project))}")
+    steps += [f"mkdir -p {shlex.quote(str(project / n))} && mount --move {stash}/{n} {shlex.quote(str(project / n))}"
+              for n in kept]
+    steps.append("exec " + shlex.join(command))
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join(steps)]
+
+
 @contextlib.contextmanager
-def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3) -> Iterator[dict[str, str]]:
-    """A head and a second node on loopback, sharing a token; yields RAY_ADDRESS and the auth settings."""
+def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3, hide: Path | None = None
+                ) -> Iterator[dict[str, str]]:
+    """A head and a second node on loopback, sharing a token; yields RAY_ADDRESS and the auth settings.
+
+    With `hide`, the second node cannot see that project's files (`isolated`).
+    """
     port = str(free_port())
     token = root / "ray_auth_token"
     token.write_text(secrets.token_hex(32))
@@ -92,8 +120,11 @@ def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3) -> Iter
               "--temp-dir", temp_dir]
     full_env = {**os.environ, **env}
 
-    def ray(*args: str) -> None:
-        done = subprocess.run([_bin("ray"), *args], capture_output=True, text=True, timeout=180, env=full_env)
+    def ray(*args: str, hidden: bool = False) -> None:
+        command = [_bin("ray"), *args]
+        if hidden:
+            command = isolated(command, hide)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=full_env)
         if done.returncode != 0:
             raise RuntimeError(f"ray {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
@@ -101,21 +132,22 @@ def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3) -> Iter
         ray("start", "--head", "--port", port, "--include-dashboard", "false", *common,
             "--resources", '{"avs_head": 1}', "--labels", "avs-node=head")
         ray("start", "--address", f"{HOST}:{port}", *common,
-            "--resources", '{"avs_second": 1}', "--labels", "avs-node=second")
+            "--resources", '{"avs_second": 1}', "--labels", "avs-node=second", hidden=hide is not None)
         yield {**env, "RAY_ADDRESS": f"{HOST}:{port}"}
     finally:
         subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, timeout=180, env=full_env)
 
 
 @contextlib.contextmanager
-def local_stack(root: Path) -> Iterator[dict[str, str]]:
+def local_stack(root: Path, hide: Path | None = None) -> Iterator[dict[str, str]]:
     """Object store, tracking server and two-node Ray cluster; yields the environment to run in.
 
     The Ray nodes get the object store's settings in their environment, so workers on either
-    node read and write `s3://avs/...` checkpoints.
+    node read and write `s3://avs/...` checkpoints. With `hide`, the second node does not see
+    that project's files.
     """
     root.mkdir(parents=True, exist_ok=True)
-    with object_store(root) as s3, tracking_server(root) as mlflow, ray_cluster(root, s3) as ray:
+    with object_store(root) as s3, tracking_server(root) as mlflow, ray_cluster(root, s3, hide=hide) as ray:
         yield {**s3, **mlflow, **ray}
 
 
@@ -135,8 +167,9 @@ def main() -> int:
     parser.add_argument("mode", choices=["shell", "run"])
     parser.add_argument("command", nargs="*", help="run: the command (after --)")
     parser.add_argument("--root", type=Path, default=Path(".standin"), help="state folder (logs, databases)")
+    parser.add_argument("--hide", type=Path, help="a project the second node must not see (its code stays): needs root")
     args = parser.parse_args()
-    with local_stack(args.root) as env:
+    with local_stack(args.root, hide=args.hide) as env:
         if args.mode == "run":
             if not args.command:
                 parser.error("run needs a command after --")
