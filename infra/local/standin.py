@@ -16,8 +16,9 @@ It starts
 The S3 and MLflow servers listen on 127.0.0.1 only (the test checks it). Ray 2.60's processes do
 not all follow `--node-ip-address 127.0.0.1`: measured, its client server also listens on the
 machine's address and some core-worker gRPC ports on all interfaces; on a shared machine, keep
-them behind a firewall. Everything is stopped on exit, also when a step fails. `ray stop --force` stops every Ray process
-of this user on the machine: do not use it beside another local Ray cluster.
+them behind a firewall. Everything is stopped on exit, also when a step fails; only the stand-in's
+own Ray processes are stopped (found by its session folder), so another Ray instance on the
+machine keeps running.
 """
 
 from __future__ import annotations
@@ -135,7 +136,26 @@ def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3, hide: P
             "--resources", '{"avs_second": 1}', "--labels", "avs-node=second", hidden=hide is not None)
         yield {**env, "RAY_ADDRESS": f"{HOST}:{port}"}
     finally:
-        subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, timeout=180, env=full_env)
+        stop_ray_processes(temp_dir)
+
+
+def stop_ray_processes(temp_dir: str, timeout_s: float = 30.0) -> None:
+    """Stop this stand-in's Ray processes, and only them: those whose command line names its session
+    folder, with their children (`ray stop` would stop every Ray process of the user)."""
+    import psutil
+
+    own = set()
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if temp_dir in " ".join(process.info["cmdline"] or ()):
+                own |= {process, *process.children(recursive=True)}
+    for process in own:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(list(own), timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 @contextlib.contextmanager
