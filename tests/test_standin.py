@@ -101,7 +101,7 @@ def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
     assert not any(listening(url) for url in endpoints), "the stand-in left a server running"
 
 
-LOOK_ON_BOTH_NODES = """
+LOOK_ON_NODES = """
 import json, sys
 from pathlib import Path
 import ray
@@ -113,13 +113,14 @@ def look(root):
 
 ray.init(log_to_driver=False)
 print(json.dumps({node: ray.get(ray.remote(look).options(resources={f"avs_{node}": 1}).remote(sys.argv[1]))
-                  for node in ("head", "second")}))
+                  for node in sys.argv[2:]}))
 """
 
 
 def test_a_hidden_node_sees_the_code_but_none_of_the_drivers_files(tmp_path):
     """The isolation the cluster tests rely on: a path that exists only on the driver is missing on
-    the hidden node, as on a real cluster whose nodes share nothing but object storage."""
+    a hidden node, as on a real cluster whose nodes share nothing but object storage; a killed node
+    is replaced by a fresh hidden one."""
     import os
 
     standin = load_standin()
@@ -130,11 +131,24 @@ def test_a_hidden_node_sees_the_code_but_none_of_the_drivers_files(tmp_path):
     (project / "data" / "shards" / "part-00000.parquet").write_bytes(b"driver only")
     (project / "mlflow.db").write_bytes(b"driver only")
     (tmp_path / "standin").mkdir()
-    with standin.ray_cluster(tmp_path / "standin", {}, cpus_per_node=1, hide=project) as env:
-        done = subprocess.run([sys.executable, "-c", LOOK_ON_BOTH_NODES, str(project)], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, **env})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    on = json.loads(done.stdout.strip().splitlines()[-1])
-    assert on["head"] == {"code": True, "shards": True, "mlflow.db": True}
-    assert on["second"] == {"code": True, "shards": False, "mlflow.db": False}
+
+    def look(*nodes: str) -> dict[str, dict[str, bool]]:
+        done = subprocess.run([sys.executable, "-c", LOOK_ON_NODES, str(project), *nodes], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, **cluster.environment()})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    hidden = {"code": True, "shards": False, "mlflow.db": False}
+    cluster = standin.RayCluster(tmp_path / "standin", {}, hide=project)
+    try:
+        cluster.start_head(1)
+        cluster.add_node("second", 1, hidden=True)
+        assert look("head", "second") == {"head": {"code": True, "shards": True, "mlflow.db": True}, "second": hidden}
+        cluster.kill_node("second")  # a machine that goes away, and a fresh one in its place
+        cluster.add_node("third", 1, hidden=True)
+        assert look("third") == {"third": hidden}
+    finally:
+        cluster.stop()
     assert (project / "data" / "shards" / "part-00000.parquet").read_bytes() == b"driver only"  # untouched
+    assert not [p for p in __import__("psutil").process_iter(["cmdline"])
+                if "avs-standin-ray" in " ".join(p.info["cmdline"] or ())], "the stand-in left Ray processes"

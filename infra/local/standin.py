@@ -104,39 +104,72 @@ def isolated(command: Sequence[str], project: Path, keep: Sequence[str] = KEPT) 
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join(steps)]
 
 
+class RayCluster:
+    """A Ray cluster on loopback: a head node and worker nodes that can be added and killed.
+
+    Every node gets a custom resource and a label of its name (`avs_<name>`, `avs-node=<name>`)
+    and the cluster's token. A node started with `hidden=True` runs in its own mount namespace
+    where the project is empty but for its code (`isolated`).
+    """
+
+    def __init__(self, root: Path, env: dict[str, str], hide: Path | None = None):
+        token = root / "ray_auth_token"
+        token.write_text(secrets.token_hex(32))
+        self.env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        self.hide = hide
+        self.port = str(free_port())
+        self.nodes: dict[str, str] = {}  # name -> its own session folder
+        self.address = f"{HOST}:{self.port}"
+
+    def _start(self, name: str, cpus: int, hidden: bool, *args: str) -> None:
+        # a short session folder per node (Unix socket paths are limited to ~100 characters), by
+        # which `kill_node` finds exactly that node's processes
+        temp_dir = tempfile.mkdtemp(prefix=f"avs-standin-ray-{name}-", dir="/tmp")
+        command = [_bin("ray"), "start", *args, "--node-ip-address", HOST, "--num-cpus", str(cpus),
+                   "--disable-usage-stats", "--temp-dir", temp_dir, "--resources", f'{{"avs_{name}": 1}}',
+                   "--labels", f"avs-node={name}"]
+        if hidden:
+            if self.hide is None:
+                raise ValueError("a hidden node needs the project to hide (RayCluster(hide=...))")
+            command = isolated(command, self.hide)
+        self.nodes[name] = temp_dir
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, **self.env})
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start ({name}) failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def start_head(self, cpus: int) -> None:
+        self._start("head", cpus, False, "--head", "--port", self.port, "--include-dashboard", "false")
+
+    def add_node(self, name: str, cpus: int, hidden: bool = False) -> None:
+        self._start(name, cpus, hidden, "--address", self.address)
+
+    def kill_node(self, name: str) -> None:
+        """Kill a node's processes at once (SIGKILL), as a machine that goes away."""
+        stop_ray_processes(self.nodes.pop(name), timeout_s=0.0)
+
+    def stop(self) -> None:
+        for name in [n for n in self.nodes if n != "head"] + [n for n in self.nodes if n == "head"]:
+            stop_ray_processes(self.nodes.pop(name))
+
+    def environment(self) -> dict[str, str]:
+        return {**self.env, "RAY_ADDRESS": self.address}
+
+
 @contextlib.contextmanager
-def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3, hide: Path | None = None
-                ) -> Iterator[dict[str, str]]:
+def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3, hide: Path | None = None,
+                head_cpus: int | None = None) -> Iterator[dict[str, str]]:
     """A head and a second node on loopback, sharing a token; yields RAY_ADDRESS and the auth settings.
 
-    With `hide`, the second node cannot see that project's files (`isolated`).
+    With `hide`, the second node cannot see that project's files (`isolated`); `head_cpus`
+    (default `cpus_per_node`) of 0 keeps every task and worker off the driver's node.
     """
-    port = str(free_port())
-    token = root / "ray_auth_token"
-    token.write_text(secrets.token_hex(32))
-    env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    # a short session folder of its own (Unix socket paths are limited to ~100 characters)
-    temp_dir = tempfile.mkdtemp(prefix="avs-standin-ray-", dir="/tmp")
-    common = ["--node-ip-address", HOST, "--num-cpus", str(cpus_per_node), "--disable-usage-stats",
-              "--temp-dir", temp_dir]
-    full_env = {**os.environ, **env}
-
-    def ray(*args: str, hidden: bool = False) -> None:
-        command = [_bin("ray"), *args]
-        if hidden:
-            command = isolated(command, hide)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=full_env)
-        if done.returncode != 0:
-            raise RuntimeError(f"ray {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
+    cluster = RayCluster(root, env, hide)
     try:
-        ray("start", "--head", "--port", port, "--include-dashboard", "false", *common,
-            "--resources", '{"avs_head": 1}', "--labels", "avs-node=head")
-        ray("start", "--address", f"{HOST}:{port}", *common,
-            "--resources", '{"avs_second": 1}', "--labels", "avs-node=second", hidden=hide is not None)
-        yield {**env, "RAY_ADDRESS": f"{HOST}:{port}"}
+        cluster.start_head(cpus_per_node if head_cpus is None else head_cpus)
+        cluster.add_node("second", cpus_per_node, hidden=hide is not None)
+        yield cluster.environment()
     finally:
-        stop_ray_processes(temp_dir)
+        cluster.stop()
 
 
 def stop_ray_processes(temp_dir: str, timeout_s: float = 30.0) -> None:
@@ -151,8 +184,8 @@ def stop_ray_processes(temp_dir: str, timeout_s: float = 30.0) -> None:
                 own |= {process, *process.children(recursive=True)}
     for process in own:
         with contextlib.suppress(psutil.Error):
-            process.terminate()
-    _, alive = psutil.wait_procs(list(own), timeout=timeout_s)
+            process.terminate() if timeout_s > 0 else process.kill()
+    _, alive = psutil.wait_procs(list(own), timeout=max(timeout_s, 5.0))
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
