@@ -47,7 +47,6 @@ bench: setup
 	$(BIN)/python benchmarks/model_cost.py --rounds 5
 	$(BIN)/python benchmarks/memory_format.py
 	$(BIN)/python benchmarks/cpu_kernels.py
-	$(BIN)/python benchmarks/cpu_bf16.py --rounds 15
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/cpu_share.py
 

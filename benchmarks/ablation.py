@@ -27,7 +27,7 @@ from pathlib import Path
 
 from avs.config import load_config
 from avs.data.preprocess import read_manifest
-from avs.data.stages import shards_dir
+from avs.paths import shards_dir
 from avs.train.run import run_name
 
 VARIANTS = {  # name -> (label, `--set` overrides)

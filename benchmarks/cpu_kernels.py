@@ -34,7 +34,7 @@ from avs.config import load_config
 from avs.model import build_model, compute_losses
 from avs.model.decoder import GroupNorm
 from avs.model.ue import TemporalAttention
-from avs.train.step import make_optimizer
+from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode
 from memory_format import interleaved_medians  # benchmarks/memory_format.py
 from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py
 
@@ -98,12 +98,13 @@ def pairs(cfg) -> dict[str, tuple[Callable, Callable]]:
     for name in ("ours", "before"):
         torch.manual_seed(0)
         model = build_model(cfg) if name == "ours" else as_before(build_model(cfg))
+        freeze_audio_encoder(model)  # the default's aisfx is frozen, as in the train stage
         models[name] = (model, make_optimizer(model, cfg))
 
     def train_step(name: str) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
             model, optimizer = models[name]
-            model.train()
+            set_training_mode(model, frozen_audio=True)
             losses = compute_losses(model(*batch[:2]), batch[2], labelled, cfg.loss, 5.0)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()

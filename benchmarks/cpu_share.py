@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from avs.config import Config, load_config
-from avs.data.stages import shards_dir
+from avs.paths import shards_dir
 from avs.data.stream import shard_files
 from data_throughput import scratch_training  # benchmarks/data_throughput.py
 from model_cost import write_results  # benchmarks/model_cost.py

@@ -56,7 +56,7 @@ from avs.config import config_from_dict, config_to_dict, load_config
 from avs.data.audio import to_pcm16
 from avs.data.media import SAMPLE_RATE
 from avs.data.shards import SCHEMA, decode_row, encode_jpeg, encode_png
-from avs.data.stages import shards_dir
+from avs.paths import shards_dir
 from avs.data.collate import CollateClips
 from avs.data.stream import DecodeClips, max_frames, read_clips, read_shard_rows, shard_files
 from model_cost import write_results  # benchmarks/model_cost.py
@@ -190,9 +190,12 @@ def model_rate(cfg, num_frames: int, steps: int, ddp: bool = False) -> float:
     """Clips/s of forward + backward + optimizer steps on random batches; `ddp`: wrapped in
     DistributedDataParallel (the process group must be initialised), as a training worker's model is."""
     from avs.model import build_model, compute_losses
-    from avs.train.step import make_optimizer
+    from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode
 
-    model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone_weights=None))).train()
+    model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone_weights=None)))
+    if cfg.model.freeze_audio:
+        freeze_audio_encoder(model)
+    set_training_mode(model, cfg.model.freeze_audio)
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(model, cfg)

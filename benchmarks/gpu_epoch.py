@@ -40,9 +40,12 @@ import torch
 
 from avs.config import Config, load_config
 from avs.data.preprocess import read_manifest
-from avs.data.stream import ClipBatch, DecodeClips, max_frames, shard_files
+from avs.data.batch import ClipBatch
+from avs.data.stream import DecodeClips, max_frames, shard_files
+from avs.eval.audio_cache import AudioEmbeddingCache
 from avs.model import build_model
-from avs.train.step import make_optimizer, train_step, validate, warmup_cosine
+from avs.train.step import (freeze_audio_encoder, make_optimizer, set_training_mode, train_step, validate,
+                            warmup_cosine)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -124,13 +127,13 @@ def decode_rates(rows: pa.Table, cfg: Config, num_frames: int) -> dict[str, floa
 def build(cfg: Config, device: torch.device, steps: int, ddp: bool = False):
     torch.manual_seed(cfg.train.seed)
     network = build_model(cfg).to(device)
-    network.audio.remember_in_eval = network.audio.frozen  # as the training loop sets it
+    cache = freeze_audio_encoder(network) if cfg.model.freeze_audio else None  # as the training loop does
     model = network
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(max(1, steps // 10), steps))
-    return model, optimizer, scheduler
+    return model, optimizer, scheduler, cache
 
 
 def sync(device: torch.device) -> None:
@@ -139,15 +142,15 @@ def sync(device: torch.device) -> None:
 
 
 def run_epoch(model, optimizer, scheduler, cfg: Config, batches: list[ClipBatch], device: torch.device,
-              use_bf16: bool, epoch: int) -> dict[str, float]:
+              use_bf16: bool, epoch: int, cache: AudioEmbeddingCache | None) -> dict[str, float]:
     """One epoch of training steps as the loop takes them (loss terms read back every step)."""
-    model.train()
+    set_training_mode(model, cache is not None)
     sums: dict[str, float] = {}
     sync(device)
     start = time.perf_counter()
     for step, batch in enumerate(batches):
         losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / len(batches),
-                            use_bf16, where=f"epoch {epoch} step {step}")
+                            use_bf16, where=f"epoch {epoch} step {step}", audio_cache=cache)
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.item()
     sync(device)
@@ -158,23 +161,23 @@ def run_epoch(model, optimizer, scheduler, cfg: Config, batches: list[ClipBatch]
 
 
 def timed_epoch(cfg: Config, rows: pa.Table, num_frames: int, clips: int, batch_size: int, device: torch.device,
-                use_bf16: bool, ddp: bool = False) -> tuple[dict[str, float], torch.nn.Module]:
+                use_bf16: bool, ddp: bool = False) -> tuple[dict[str, float], torch.nn.Module, AudioEmbeddingCache | None]:
     """A warm-up epoch, then a timed one, of a fresh model: the timed epoch's figures (with its peak
     device memory) and the trained model."""
     rng = np.random.default_rng(cfg.train.seed)
     steps = -(-clips // batch_size)
-    model, optimizer, scheduler = build(cfg, device, 2 * steps, ddp)
+    model, optimizer, scheduler, cache = build(cfg, device, 2 * steps, ddp)
     run_epoch(model, optimizer, scheduler, cfg, epoch_batches(rows, cfg, num_frames, clips, batch_size, rng),
-              device, use_bf16, 0)
+              device, use_bf16, 0, cache)
     batches = epoch_batches(rows, cfg, num_frames, clips, batch_size, rng)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    result = run_epoch(model, optimizer, scheduler, cfg, batches, device, use_bf16, 1)
+    result = run_epoch(model, optimizer, scheduler, cfg, batches, device, use_bf16, 1, cache)
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     result["batch_size"] = batch_size
     result["precision"] = "bf16" if use_bf16 else "fp32"
-    return result, model
+    return result, model, cache
 
 
 def ddp_epoch(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int, clips: int,
@@ -188,9 +191,9 @@ def ddp_epoch(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int
         torch.cuda.set_device(device)
     torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
-        result, model = timed_epoch(cfg, rows, num_frames, clips, cfg.train.batch_size, device, device.type == "cuda",
+        result, model, cache = timed_epoch(cfg, rows, num_frames, clips, cfg.train.batch_size, device, device.type == "cuda",
                                     ddp=True)
-        scores = validate(model, val, device, device.type == "cuda")
+        scores = validate(model, val, device, device.type == "cuda", cache)
         result["val_J"] = scores["val/J"]
         result["backend"] = backend
         del model  # its DDP reducer holds the group: it must not outlive it (below)
@@ -214,12 +217,12 @@ def learning_curve(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames
     """Train `epochs` epochs over `rows` from the configured weights; the loss and validation J of each."""
     rng = np.random.default_rng(cfg.train.seed)
     steps = -(-rows.num_rows // cfg.train.batch_size)
-    model, optimizer, scheduler = build(cfg, device, epochs * steps)
+    model, optimizer, scheduler, cache = build(cfg, device, epochs * steps)
     history = []
     for epoch in range(epochs):
         batches = epoch_batches(rows, cfg, num_frames, rows.num_rows, cfg.train.batch_size, rng)
-        trained = run_epoch(model, optimizer, scheduler, cfg, batches, device, use_bf16, epoch)
-        scores = validate(model, val, device, use_bf16)
+        trained = run_epoch(model, optimizer, scheduler, cfg, batches, device, use_bf16, epoch, cache)
+        scores = validate(model, val, device, use_bf16, cache)
         history.append({"epoch": epoch, "loss": trained["loss"], "seconds": trained["seconds"],
                         "val_J": scores["val/J"], "val_F": scores["val/F"],
                         "val_visible_union_J": scores.get("val_visible_union/J", float("nan"))})

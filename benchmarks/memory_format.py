@@ -24,7 +24,7 @@ import torch
 from avs.config import Config, load_config
 from avs.eval.inference import inference_size
 from avs.model import build_model, compute_losses
-from avs.train.step import make_optimizer
+from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode
 from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py: same inputs and results files
 
 LAYOUTS = {"NCHW": torch.contiguous_format, "NHWC (channels-last, the default)": torch.channels_last}
@@ -74,11 +74,13 @@ def main() -> None:
     for name, layout in LAYOUTS.items():
         torch.manual_seed(0)
         model = build_model(cfg).to(args.device, memory_format=layout)
+        if cfg.model.freeze_audio:
+            freeze_audio_encoder(model)
         models[name] = (model, make_optimizer(model, cfg))
 
     def train_step(name: str) -> None:
         model, optimizer = models[name]
-        model.train()
+        set_training_mode(model, cfg.model.freeze_audio)
         with autocast:
             outputs = model(*train_batch[:2])
             losses = compute_losses(outputs, train_batch[2], labelled, cfg.loss, 5.0)

@@ -25,6 +25,7 @@ import torch
 
 from avs.config import Config, config_from_dict
 from avs.model import build_model, compute_losses
+from avs.train.step import freeze_audio_encoder, set_training_mode
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {
@@ -35,7 +36,6 @@ VARIANTS = {
 }
 MODELS = {
     "cpu default (efficientnet_lite0, aisfx)": {},
-    "cpu, vggish_lite audio (the earlier default)": {"audio_encoder": "vggish_lite", "freeze_audio": False},
     "paper scale (pvt_v2_b5, vggish)": {"backbone": "pvt_v2_b5", "audio_encoder": "vggish", "freeze_audio": False,
                                         "decoder_dim": 256},
     "paper scale (resnet50, vggish)": {"backbone": "resnet50", "audio_encoder": "vggish", "freeze_audio": False,
@@ -85,7 +85,7 @@ def step(model: torch.nn.Module, cfg: Config, inputs: tuple, backward: bool, bf1
     frames, audio, masks = inputs
     autocast = torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=bf16)
     if backward:
-        model.train()
+        set_training_mode(model, cfg.model.freeze_audio)
         with autocast:
             outputs = model(frames, audio)
             loss = compute_losses(outputs, masks, torch.ones(masks.shape[:2], dtype=torch.bool, device=masks.device), cfg.loss, 5.0)
@@ -105,7 +105,10 @@ def time_variants(model_params: dict, args: argparse.Namespace) -> dict:
     for name, variant in VARIANTS.items():
         torch.manual_seed(0)
         cfg = make_config(model_params, variant)
-        built[name] = (build_model(cfg).to(args.device), cfg)
+        model = build_model(cfg).to(args.device)
+        if cfg.model.freeze_audio:
+            freeze_audio_encoder(model)  # as the train stage does
+        built[name] = (model, cfg)
     times = {(name, mode): [] for name in built for mode in ("forward", "forward+backward")}
     for backward, mode in ((False, "forward"), (True, "forward+backward")):
         for name, (model, cfg) in built.items():
@@ -129,6 +132,8 @@ def _peak_memory_child(model_params: dict, variant: dict, args: argparse.Namespa
     torch.manual_seed(0)
     cfg = make_config(model_params, variant)
     model = build_model(cfg).to(args.device)
+    if cfg.model.freeze_audio:
+        freeze_audio_encoder(model)
     inputs = make_inputs(args.clips, args.frames, args.size, args.device)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

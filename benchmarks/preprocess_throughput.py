@@ -21,7 +21,7 @@ from pathlib import Path
 from avs.config import load_config
 from avs.data.preprocess import preprocess_source
 from avs.data.sources import open_source
-from avs.data.stages import raw_dir
+from avs.paths import raw_dir
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -102,3 +102,13 @@ def make_tiny_project(project: Path) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     dvc(project, "init", "-q")
     return project
+
+
+def evaluate_and_log(cfg, repo: Path, uri: str) -> dict:
+    """The evaluate stage as `avs evaluate` runs it: the scores and files, then their MLflow record."""
+    from avs.eval.evaluate import evaluate
+    from avs.track.evaluation import log_evaluation
+
+    metrics = evaluate(cfg, repo, progress=False)
+    log_evaluation(cfg, repo, metrics, uri)
+    return metrics

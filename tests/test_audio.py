@@ -40,14 +40,11 @@ def test_aisfx_front_end_shape_range_and_band():
     assert abs(out[0].mean(0).argmax().item() - expected) <= 1.5
 
 
-def test_aisfx_encoder_loads_the_wheels_weights_and_stays_frozen():
-    encoder = build_audio_encoder("aisfx", frozen=True)
+def test_aisfx_encoder_loads_the_wheels_weights():
+    encoder = build_audio_encoder("aisfx").eval()
     assert encoder.embed_dim == 512
-    assert not any(p.requires_grad for p in encoder.parameters())
-    encoder.train()
-    assert not encoder.network.training  # batch-norm statistics are kept
     embedding = encoder(_tone(440).repeat(2, 1))
-    assert embedding.shape == (2, 512) and torch.isfinite(embedding).all() and not embedding.requires_grad
+    assert embedding.shape == (2, 512) and torch.isfinite(embedding).all()
     # the real pretrained weights, not an initialisation: BN statistics differ from 0/1
     assert encoder.network.conv_block1.bn1.running_var.std() > 0
 
@@ -71,31 +68,23 @@ def test_split_seconds_pads_small_shortfall_and_rejects_short_audio():
         split_seconds(np.ones(5 * 16000 - 800, np.float32), 5, "x.wav", max_shortfall_s=0.0)
 
 
-def test_a_frozen_encoder_remembers_training_audio_and_gives_the_same_embeddings():
-    encoder = build_audio_encoder("aisfx", frozen=True).train()
-    audio = torch.randn(3, 16000) * 0.1
-    first = encoder(audio)
-    assert len(encoder._seen) == 3
+def test_the_cache_computes_only_unseen_seconds_and_gives_the_same_embeddings():
+    from avs.eval.audio_cache import AudioEmbeddingCache
+
+    encoder = build_audio_encoder("aisfx").eval()
+    cache = AudioEmbeddingCache(encoder)
+    audio = torch.randn(1, 3, 16000) * 0.1  # (B, N, samples)
+    first = cache(audio)
+    assert first.shape == (1, 3, 512) and len(cache) == 3 and not first.requires_grad
     calls = []
     encoder.network.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-    mixed = torch.cat([audio[[2, 0]], torch.randn(1, 16000) * 0.1])
-    again = encoder(mixed)
-    assert calls == [1]  # only the unseen second went through the network
-    assert torch.allclose(again[:2], first[[2, 0]], atol=1e-5)
-    assert torch.allclose(again, encoder.eval()(mixed), atol=1e-4)
-    assert len(encoder._seen) == 4  # evaluation adds nothing
-    encoder.remember_in_eval = True  # as the training loop's validation and the evaluate stage set it
-    calls.clear()
-    unseen = torch.randn(2, 16000) * 0.1
-    evaluated = encoder(torch.cat([mixed, unseen]))
-    assert calls == [2] and len(encoder._seen) == 6
-    assert torch.equal(encoder(unseen), evaluated[3:]) and calls == [2]  # the second time from memory
-
-
-def test_a_trainable_encoder_remembers_only_in_eval_mode_when_asked():
-    encoder = build_audio_encoder("vggish_lite", frozen=False)
-    encoder.remember_in_eval = True  # as the evaluate stage sets it: nothing trains this model there
-    audio = torch.randn(2, 16000) * 0.1
-    assert encoder.train()(audio).requires_grad and not encoder._seen  # training: a graph, no memory
-    evaluated = encoder.eval()(audio)
-    assert len(encoder._seen) == 2 and torch.equal(encoder(audio), evaluated)
+    mixed = torch.cat([audio[:, [2, 0]], torch.randn(1, 1, 16000) * 0.1], 1)
+    again = cache(mixed)
+    assert calls == [1] and len(cache) == 4  # only the unseen second went through the network
+    assert torch.allclose(again[0, :2], first[0, [2, 0]], atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(again[0], encoder(mixed[0]), atol=1e-4)
+    full = AudioEmbeddingCache(encoder, max_entries=4)
+    full(mixed)
+    full(torch.randn(1, 2, 16000))
+    assert len(full) == 3  # when full it remembers nothing more, and still answers

@@ -6,7 +6,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from avs.eval.calibration import CalibrationMeter, plot_reliability
+from avs.eval.calibration import CalibrationMeter
+from avs.eval.plots import plot_reliability
 
 
 def binary(p: torch.Tensor) -> torch.Tensor:

@@ -34,8 +34,8 @@ def test_defaults_equal_params_yaml():
         ({"data": {"allow_incomplete": "yes"}}, "data.allow_incomplete: expected true or false"),
         ({"data": {"dataset": "avss"}}, "data.root: dataset 'avss' is a real dataset"),
         ({"stamps": {"image_size": None}}, "stamps.image_size: expected an int in [32, 1024], got None"),
-        ({"model": {"audio_encoder": "vggish_lite"}}, "model.freeze_audio: vggish_lite has no pretrained weights here"),
-        ({"model": {"audio_encoder": "wav2vec"}}, "model.audio_encoder: expected one of vggish, vggish_lite, aisfx"),
+        ({"model": {"audio_encoder": "vggish"}}, "model.freeze_audio: vggish has no pretrained weights here"),
+        ({"model": {"audio_encoder": "wav2vec"}}, "model.audio_encoder: expected one of vggish, aisfx"),
     ],
 )
 def test_bad_values_name_the_key(raw, message):

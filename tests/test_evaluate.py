@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from avs.config import config_from_dict
-from avs.eval.evaluate import evaluate, report_dir
+from avs.paths import report_dir
+from tests.conftest import evaluate_and_log
 from avs.track.registry import CHAMPION, RegistryError, list_versions, promote, register, resolve_model_folder
 
 
@@ -24,7 +25,7 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{model_repo / 'mlflow.db'}"
-    metrics = evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+    metrics = evaluate_and_log(config(), model_repo, uri)
     written = json.loads((model_repo / "metrics" / "evaluate.json").read_text())
     for section in ("test", "robustness"):
         assert written[section] == pytest.approx(metrics[section], nan_ok=True)
@@ -99,7 +100,7 @@ def test_register_promote_and_load_by_alias(model_repo, capsys):
     uri = f"sqlite:///{model_repo / 'mlflow.db'}"
     with pytest.raises(RegistryError, match="evaluate"):
         register(config(), model_repo, uri)
-    evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+    evaluate_and_log(config(), model_repo, uri)
     registry_round_trip(model_repo, uri)
 
     params = model_repo / "cli.yaml"
@@ -127,7 +128,7 @@ def test_evaluate_and_register_over_http_against_a_real_server(model_repo, tmp_p
     server = start_server(tmp_path / "server", port)
     try:
         uri = f"http://127.0.0.1:{port}"
-        evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+        evaluate_and_log(config(), model_repo, uri)
         registry_round_trip(model_repo, uri)
         assert (tmp_path / "server" / "mlflow.db").is_file()
         assert any((tmp_path / "server" / "artifacts").rglob("model.safetensors"))  # stored by the server
@@ -180,7 +181,7 @@ def test_the_champion_loads_outside_the_checkout_and_serves_over_http(model_repo
     from tests.conftest import REPO
 
     uri = f"sqlite:///{model_repo / 'mlflow.db'}"
-    evaluate(config(), model_repo, progress=False, tracking_uri=uri)
+    evaluate_and_log(config(), model_repo, uri)
     register(config(), model_repo, uri)
     assert promote(config(), uri=uri).promoted
     script = OUTSIDE_THE_CHECKOUT.format(repo=str(REPO.resolve()), uri=uri)

@@ -154,7 +154,7 @@ def test_binding_loss_skips_unlabelled_and_empty_frames_and_same_clip_negatives(
 
 
 def test_training_targets_are_the_sounding_or_every_visible_object():
-    from avs.data.stream import ClipBatch
+    from avs.data.batch import ClipBatch
     from avs.train.step import training_targets
 
     sounding = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)

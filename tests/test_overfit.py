@@ -10,6 +10,7 @@ from avs.config import config_from_dict
 from avs.data.clip import load_clip
 from avs.data.sources.stamps import load_stamps_source
 from avs.model import build_model, compute_losses
+from avs.train.step import freeze_audio_encoder, set_training_mode
 
 
 def frame_jaccard(sounding: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -33,10 +34,11 @@ def test_a_small_model_overfits_four_multi_source_clips(stamps_root):
 
     cfg = config_from_dict({"model": {"backbone_weights": None, "decoder_dim": 32, "ama": {"groups": [8, 8, 8, 4]}}})
     model = build_model(cfg)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0)
+    freeze_audio_encoder(model)  # the default: aisfx, frozen
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0)
     best = 0.0
     for step in range(1, 401):
-        model.train()
+        set_training_mode(model, frozen_audio=True)
         losses = compute_losses(model(frames, audio), masks, labelled, cfg.loss, epoch=step / 20)
         optimiser.zero_grad()
         losses["total"].backward()

@@ -41,19 +41,21 @@ def _one_training_step(cfg, repo: Path) -> dict[str, float]:
     from safetensors.torch import save_file
 
     from avs.config import config_to_dict
-    from avs.data.stages import shards_dir
+    from avs.paths import shards_dir
     from avs.data.stream import max_frames, shard_files
     from avs.eval.evaluate import decoded_batches
     from avs.model import build_model
-    from avs.model.saved import model_dir
-    from avs.train.step import make_optimizer, train_step
+    from avs.paths import model_dir
+    from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode, train_step
 
     files = shard_files(shards_dir(cfg, repo), "train")
     batch = next(decoded_batches(files, cfg.train.image_size, max_frames(files), cfg.train.batch_size))
-    model = build_model(cfg).train()
+    model = build_model(cfg)
+    cache = freeze_audio_encoder(model) if cfg.model.freeze_audio else None
+    set_training_mode(model, cfg.model.freeze_audio)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    losses = train_step(model, batch, optimizer, scheduler, cfg, 0.0, use_bf16=False, where="step 0")
+    losses = train_step(model, batch, optimizer, scheduler, cfg, 0.0, use_bf16=False, where="step 0", audio_cache=cache)
     folder = model_dir(cfg, repo)
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
@@ -78,7 +80,7 @@ def _config(dataset: str, root: Path, repo: Path, data: dict):
 @pytest.mark.parametrize("dataset", list(LAYOUTS))
 def test_published_layout_trains_and_evaluates(dataset, tmp_path):
     from avs.data.stages import fetch, preprocess
-    from avs.eval.evaluate import evaluate
+    from tests.conftest import evaluate_and_log
     from avs.train.run import train
 
     write, data = LAYOUTS[dataset]
@@ -93,7 +95,7 @@ def test_published_layout_trains_and_evaluates(dataset, tmp_path):
     assert all(manifest["splits"][split]["clips"] for split in ("train", "val", "test")), manifest["splits"]
     final = train(cfg, repo, progress=False) if dataset == THROUGH_RAY else _one_training_step(cfg, repo)
     assert math.isfinite(final["train/total"])
-    metrics = evaluate(cfg, repo, progress=False, tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    metrics = evaluate_and_log(cfg, repo, f"sqlite:///{repo / 'mlflow.db'}")
     test = metrics["test"]
     assert test["frames"] == sum(sum(e.annotated) for e in expected.values() if e.split == "test")
     assert 0.0 <= test["J"] <= 1.0 and 0.0 <= test["dataset_J"] <= 1.0

@@ -14,7 +14,8 @@ from avs.data.audio import add_white_noise, to_pcm16
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
 from avs.data.collate import CollateClips
-from avs.data.stream import ClipBatch, DecodeClips, shard_files
+from avs.data.batch import ClipBatch
+from avs.data.stream import DecodeClips, shard_files
 
 
 def synthetic_table(num_frames: int = 4, size: int = 96, visible: bool = True) -> pa.Table:
@@ -76,19 +77,6 @@ def test_crops_cover_the_configured_share_of_the_frame():
             assert widths[0] <= span <= widths[1], (low, high, span)  # area 0.25: width sqrt(0.25 x 3/4 .. 4/3)
     with pytest.raises(ConfigError, match="crop_scale_min 0.8 is above crop_scale_max 0.5"):
         AugmentConfig(crop_scale_min=0.8, crop_scale_max=0.5)
-
-
-def test_visible_masks_are_required_before_training_on_them(tmp_path):
-    import pyarrow.parquet as pq
-
-    from avs.data.stream import require_visible_masks
-
-    with_visible, without = tmp_path / "with.parquet", tmp_path / "without.parquet"
-    pq.write_table(synthetic_table(), with_visible)
-    pq.write_table(synthetic_table(visible=False), without)
-    require_visible_masks([str(with_visible)], "train.target: visible")  # passes
-    with pytest.raises(DataError, match=r"without.parquet.*1 clips have no visible-object masks.*train.target: visible"):
-        require_visible_masks([str(with_visible), str(without)], "train.target: visible")
 
 
 def test_audio_noise_at_the_drawn_snr_fresh_each_time_and_only_when_asked():

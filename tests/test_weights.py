@@ -63,8 +63,10 @@ def test_vggish_weights_load_strictly(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "vggish.pt")
     loaded = build_audio_encoder("vggish", tmp_path / "vggish.pt")
     assert all(torch.equal(loaded.network.state_dict()[k], v) for k, v in state.items())
+    state["features.0.weight"] = state["features.0.weight"][:16]
+    torch.save({"state_dict": state}, tmp_path / "narrow.pt")
     with pytest.raises(WeightsError, match="wrong shapes"):
-        build_audio_encoder("vggish_lite", tmp_path / "vggish.pt")
+        build_audio_encoder("vggish", tmp_path / "narrow.pt")
 
 
 def _classify(model: torch.nn.Module, image: np.ndarray) -> int:

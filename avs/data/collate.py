@@ -1,6 +1,6 @@
 """Ray Data's side of `ClipBatch`: the collate function for `iter_torch_batches`.
 
-Kept apart from `avs.data.stream` so that decoding and `ClipBatch` import without Ray (the GPU
+Kept apart from `avs.data.stream` so that decoding imports without Ray (the GPU
 benchmark runs them on machines that have torch but no Ray).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
-from avs.data.stream import ClipBatch
+from avs.data.batch import ClipBatch
 
 
 class CollateClips(NumpyBatchCollateFn):

@@ -1,7 +1,7 @@
 """The data stages as functions: `fetch` (make a dataset available) and `preprocess` (shards).
 
-Paths are fixed by the dataset name: `data/raw/<dataset>/` and `data/shards/<dataset>/`, relative
-to the repository root, so `dvc.yaml` and the code agree on them.
+Their folders are `avs.paths.raw_dir` and `avs.paths.shards_dir` (`data/raw/<dataset>/`,
+`data/shards/<dataset>/`).
 """
 
 from __future__ import annotations
@@ -19,17 +19,10 @@ from avs.data.preprocess import preprocess_source
 from avs.data.sources import open_source
 from avs.data.sources.base import SPLITS, Source
 from avs.data.stamps.build import build_stamps
+from avs.paths import raw_dir, shards_dir
 
 INDEX = "index.json"
 _MISSING_SHOWN = 10
-
-
-def raw_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
-    return repo_root / "data" / "raw" / cfg.data.dataset
-
-
-def shards_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
-    return repo_root / "data" / "shards" / cfg.data.dataset
 
 
 def fetch(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> dict[str, Any]:

@@ -8,7 +8,6 @@ same code reads local folders and `s3://` URIs. Ray is imported only where a Dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,57 +21,6 @@ from avs.data.audio import add_white_noise
 from avs.data.errors import DataError
 from avs.data.preprocess import MANIFEST, read_manifest
 from avs.data.shards import SCHEMA, check_schema_version, decode_row
-
-
-@dataclass
-class ClipBatch:
-    """A batch of clips, ready for the model (see `RAVS.forward` and `compute_losses`)."""
-
-    frames: torch.Tensor  # (B, T, 3, H, W) uint8
-    audio: torch.Tensor  # (B, T, 16000) float32 waveform: each frame's second of 16 kHz audio
-    masks: torch.Tensor  # (B, T, H, W) uint8 class ids (binary: 0/1)
-    labelled: torch.Tensor  # (B, T) bool: the frame has a ground-truth mask
-    sounding: torch.Tensor  # (B, T) bool: something sounds in the frame's second
-    visible: torch.Tensor  # (B, T, H, W) uint8: every visible object (zeros when the source lacks it or it was not read)
-    has_visible: torch.Tensor  # (B,) bool
-    subset: list[str]  # (B,) e.g. s4 / ms3 / hard
-    clip_id: list[str]  # (B,)
-    padded: torch.Tensor | None = None  # (B, T) bool: a blank frame added to fill the batch's T
-
-    @classmethod
-    def from_numpy(cls, batch: dict[str, np.ndarray]) -> ClipBatch:
-        """Numpy columns (as `DecodeClips` writes them) to typed tensors that own writable memory."""
-        return cls(
-            frames=_writable_tensor(batch["frames"]),
-            audio=_writable_tensor(batch["audio"]),
-            masks=_writable_tensor(batch["masks"]),
-            labelled=_writable_tensor(batch["labelled"]),
-            sounding=_writable_tensor(batch["sounding"]),
-            visible=_writable_tensor(batch["visible"]),
-            has_visible=_writable_tensor(batch["has_visible"]),
-            subset=[str(s) for s in batch["subset"]],
-            clip_id=[str(c) for c in batch["clip_id"]],
-            padded=_writable_tensor(batch["padded"]) if "padded" in batch else None,
-        )
-
-    def to(self, device: torch.device) -> ClipBatch:
-        tensors = {k: getattr(self, k).to(device, non_blocking=True) for k in ("frames", "audio", "masks", "labelled", "sounding", "visible", "has_visible")}
-        padded = None if self.padded is None else self.padded.to(device, non_blocking=True)
-        return ClipBatch(**tensors, subset=self.subset, clip_id=self.clip_id, padded=padded)
-
-    def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames as floats in [0, 1], audio waveform)."""
-        return self.frames.float() / 255, self.audio
-
-
-def _writable_tensor(array: np.ndarray) -> torch.Tensor:
-    """A tensor over `array`, or over a copy of it when it is read-only.
-
-    Ray Data hands `iter_torch_batches` zero-copy views of its object store, which are read-only:
-    a tensor over one would make any in-place change (a user's own loss or augmentation) undefined
-    behaviour. The copy costs about 2 MB per training batch.
-    """
-    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 class DecodeClips:
@@ -152,18 +100,6 @@ def max_frames(files: list[str]) -> int:
     import pyarrow.parquet as pq
 
     return max(pq.read_table(f, columns=["num_frames"])["num_frames"].to_numpy().max() for f in files)
-
-
-def require_visible_masks(files: list[str], setting: str) -> None:
-    """Raise a DataError naming the first shard file with clips that lack visible-object masks
-    (read from the `visible_masks` column only); `setting` is what asked for them."""
-    import pyarrow.parquet as pq
-
-    for f in files:
-        missing = pq.read_table(f, columns=["visible_masks"])["visible_masks"].null_count
-        if missing:
-            raise DataError(f, f"{missing} clips have no visible-object masks, which {setting} needs "
-                               "(of the datasets here only stamps has them)")
 
 
 def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: AugmentConfig | None,

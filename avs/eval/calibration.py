@@ -104,30 +104,3 @@ class CalibrationMeter:
         below = torch.cumsum(correct, 0) - correct  # correct pixels with a lower u bin
         wins = (error * (below + 0.5 * correct)).sum().item()
         return wins / (n_correct * n_error)
-
-
-def plot_reliability(meters: dict[str, CalibrationMeter], path: str | Path, title: str = "Reliability") -> Path:
-    """A reliability diagram (accuracy against confidence per bin, with pixel shares) for each meter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    width = 1 / ECE_BINS / (len(meters) + 1)
-    for offset, (name, meter) in enumerate(meters.items()):
-        rows = meter.reliability()
-        centres = [(r["bin_low"] + r["bin_high"]) / 2 for r in rows]
-        top.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", markersize=3,
-                 label=f"{name} (ECE {meter.compute()['ece']:.3f})")
-        bottom.bar([c + (offset - len(meters) / 2) * width for c in centres], [r["share"] for r in rows], width=width, label=name)
-    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
-    top.legend(loc="upper left", fontsize=8)
-    bottom.set(xlabel="confidence (probability of the predicted class)", ylabel="pixel share", yscale="log")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path

@@ -1,22 +1,12 @@
 """Test-time inference: the model at a chosen size, optionally averaged with its mirror image [ours].
 
-Training sees random resized crops (`train.augment.crop_scale_min`), so objects appear larger
-there than in a whole frame at the same size; running the trained model on a larger frame at
-test time (`evaluate.image_size`) matches that scale and gives the decoder more pixels per
-object. On the embedded default (validation split, 128 px training) 176 px raised J from 0.560
-to 0.602 and averaging with the horizontally flipped frames (`evaluate.flip`) to 0.612. The
-`evaluate` stage, `avs predict` and the registered MLflow model all go through `segment`.
-
+Training sees random resized crops, so objects appear larger there than in a whole frame at the
+same size; running the trained model on a larger frame at test time (`evaluate.image_size`)
+matches that scale, and averaging with the mirrored frames (`evaluate.flip`) removes some noise.
 `evaluate.guided_kernel` [ours] then passes the mask probabilities through a guided filter (He et
-al., "Guided Image Filtering", kornia's `guided_blur`) with the frame, at the model's size, as the
-guide: the output becomes locally a linear function of the frame's colours, so a blobby mask snaps
-to the object's edges. The model draws its mask at 1/4 scale (1/2 with `model.refine_dim`); the
-embedded set's objects are small, with thin parts. On the validation split of the default model
-(176 px, mirrored; `benchmarks/guided_filter.py`, which has the sweep) a 21-pixel window with eps
-1e-4 raised J from 0.636 to 0.658 (s4 0.829 to 0.851, ms3 0.633 to 0.654, hard 0.381 to 0.406);
-windows of 15 to 25 pixels at eps 3e-5 to 3e-4 were all within 0.005 of it. With separable window
-means it costs about 17 ms per 176 px frame on 2 CPU cores (28 ms with kornia's default 2-D
-window; benchmarks/results/cpu_kernels.md), against about 40 ms for the mirrored model.
+al., "Guided Image Filtering", kornia's `guided_blur`) with the frame as the guide, so that a mask
+drawn at 1/4 (or 1/2) scale snaps to the object's edges. The `evaluate` stage, `avs predict` and
+the registered MLflow model all go through `segment`; the figures are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -24,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from kornia.filters import guided_blur
+
+from collections.abc import Callable
 
 from avs.config import Config, EvaluateConfig
 
@@ -37,7 +29,8 @@ def inference_size(cfg: Config, evaluate: EvaluateConfig | None = None) -> int:
 
 
 def segment(model: torch.nn.Module, frames: torch.Tensor, audio: torch.Tensor, *, size: int,
-            flip: bool, guided_kernel: int = 0, guided_eps: float = 1e-4) -> dict[str, torch.Tensor | None]:
+            flip: bool, guided_kernel: int = 0, guided_eps: float = 1e-4,
+            embed_audio: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor | None]:
     """Per-pixel outputs of `model` for frames of any size, at that size.
 
     Args:
@@ -48,6 +41,9 @@ def segment(model: torch.nn.Module, frames: torch.Tensor, audio: torch.Tensor, *
         flip: also run the horizontally mirrored frames and average the two (logits averaged).
         guided_kernel: window (odd, pixels at `size`) of the guided filter applied to the mask
             probabilities, the resized frames as guide; 0 = off. guided_eps: its regulariser.
+        embed_audio: what turns `audio` into the model's audio embeddings (default
+            `model.embed_audio`; an `AudioEmbeddingCache` where seconds repeat). They are computed
+            once for both the frames and their mirror.
 
     Returns:
         logits, mask_logits (B, T, K, H, W) and uncertainty (B, T, H, W) or None (no UE).
@@ -57,9 +53,10 @@ def segment(model: torch.nn.Module, frames: torch.Tensor, audio: torch.Tensor, *
     if (height, width) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     x = x.unflatten(0, (b, t))
-    outputs = _maps(model(x, audio))
+    embeddings = (embed_audio or model.embed_audio)(audio)  # (B, k T, A)
+    outputs = _maps(model(x, audio_embeddings=embeddings))
     if flip:
-        mirrored = _maps(model(x.flip(-1), audio))
+        mirrored = _maps(model(x.flip(-1), audio_embeddings=embeddings))
         outputs = {k: None if v is None else (v + mirrored[k].flip(-1)) / 2 for k, v in outputs.items()}
     if guided_kernel:
         outputs["logits"], outputs["mask_logits"] = guided_logits(

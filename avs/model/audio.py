@@ -4,7 +4,7 @@ The model takes each frame's second of 16 kHz audio as a waveform; the front end
 into a spectrogram patch belongs to the encoder, so the shards, the robustness probes and the
 served model all handle plain audio whatever the encoder.
 
-    vggish, vggish_lite  the VGGish front end (25 ms windows, 10 ms hop, 64 HTK mel bands
+    vggish               the VGGish front end (25 ms windows, 10 ms hop, 64 HTK mel bands
                          125-7500 Hz, log(mel + 0.01), 96 x 64 patch) and a VGGish CNN
     aisfx                [ours] the EmbeddingNet of the PyPI wheel `aisfx` 0.1.2 (Ma et al.,
                          CC BY 4.0), pretrained on sound-effect libraries, with its own front
@@ -16,7 +16,6 @@ served model all handle plain audio whatever the encoder.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,8 +81,7 @@ class AisfxLogMel(nn.Module):
 class VGGish(nn.Module):
     """VGGish (Hershey et al., 2017): one (96, 64) log-mel patch per frame -> an embedding.
 
-    Module names follow torchvggish, so its published weight file loads strictly. The
-    `channels`/`hidden` arguments give a narrower variant with the same layout for CPU runs.
+    Module names follow torchvggish, so its published weight file loads strictly.
     """
 
     def __init__(self, *, channels: Sequence[int] = (64, 128, 256, 512), hidden: int = 4096, embed_dim: int = 128):
@@ -115,57 +113,22 @@ class VGGish(nn.Module):
 class AudioEncoder(nn.Module):
     """A front end and a network: (N, 16000) waveforms -> (N, embed_dim) embeddings.
 
-    A frozen encoder keeps its weights and its batch-norm statistics (it stays in eval mode
-    when the model trains) and runs without building a graph. In training it also remembers the
-    embedding of every second of audio it has seen (keyed by the samples' bytes): training shows
-    the same clips every epoch, and recomputing a frozen aisfx costs a quarter of a CPU step.
-    With `remember_in_eval`, any encoder remembers in eval mode (without a graph): set it only
-    while the weights cannot change (a frozen encoder, or a model that nothing trains) and where
-    evaluation sees the same seconds again (the training loop's validation every epoch, the
-    evaluate stage's mirrored pass and swapped-audio probe); inference on new videos leaves it off.
+    Plain module: freezing it and remembering its embeddings are the training and evaluation
+    code's choices (`avs.train.step.freeze_audio_encoder`, `avs.eval.audio_cache`).
     """
 
-    max_cached = 200_000  # seconds of audio (about 400 MB of 512-d embeddings)
-
-    def __init__(self, *, front_end: nn.Module, network: nn.Module, embed_dim: int, frozen: bool = False):
+    def __init__(self, *, front_end: nn.Module, network: nn.Module, embed_dim: int):
         super().__init__()
         self.front_end = front_end
         self.network = network
         self.embed_dim = embed_dim
-        self.frozen = frozen
-        self._seen: dict[bytes, torch.Tensor] = {}
-        self.remember_in_eval = False
-        if frozen:
-            self.network.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> AudioEncoder:
-        super().train(mode)
-        if self.frozen:
-            self.network.eval()
-        return self
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Args: waveform (N, 16000). Returns: (N, embed_dim)."""
-        remember = self.frozen if self.training else self.remember_in_eval
-        if not (remember or self.frozen):
-            return self._embed(waveform)
-        with torch.no_grad():
-            return self._remembered(waveform) if remember else self._embed(waveform)
-
-    def _embed(self, waveform: torch.Tensor) -> torch.Tensor:
         # spectrograms in float32 even under bf16 autocast (the STFT has no bf16 kernel)
         with torch.autocast(waveform.device.type, enabled=False):
             patches = self.front_end(waveform.float())
         return self.network(patches)
-
-    def _remembered(self, waveform: torch.Tensor) -> torch.Tensor:
-        """The frozen network's embeddings, computed only for seconds not seen before."""
-        keys = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in waveform.float().cpu()]
-        new = [i for i, key in enumerate(keys) if key not in self._seen]
-        fresh = dict(zip(new, self._embed(waveform[new]))) if new else {}
-        if len(self._seen) + len(fresh) <= self.max_cached:  # when full, remember nothing more
-            self._seen.update({keys[i]: row for i, row in fresh.items()})
-        return torch.stack([fresh[i] if i in fresh else self._seen[key] for i, key in enumerate(keys)])
 
 
 def aisfx_checkpoint() -> Path:
@@ -197,16 +160,16 @@ def read_aisfx_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
-def build_audio_encoder(name: str, weights: str | Path | None = None, *, frozen: bool = False) -> AudioEncoder:
-    """`vggish` (the published network), `vggish_lite` or `aisfx`; weights from a local file, strictly.
+def build_audio_encoder(name: str, weights: str | Path | None = None) -> AudioEncoder:
+    """`vggish` (the published network) or `aisfx`; weights from a local file, strictly.
 
     For `aisfx`, `weights=None` means the checkpoint shipped in the installed wheel.
     """
-    if name in ("vggish", "vggish_lite"):
-        network = VGGish() if name == "vggish" else VGGish(channels=(16, 32, 64, 128), hidden=256)
+    if name == "vggish":
+        network = VGGish()
         if weights is not None:
             load_strict(network, read_state_dict(weights), weights)
-        return AudioEncoder(front_end=VGGishLogMel(), network=network, embed_dim=128, frozen=frozen)
+        return AudioEncoder(front_end=VGGishLogMel(), network=network, embed_dim=128)
     if name == "aisfx":
         path = Path(weights) if weights is not None else aisfx_checkpoint()
         from aisfx.models.cnn2d import EmbeddingNet
@@ -214,5 +177,5 @@ def build_audio_encoder(name: str, weights: str | Path | None = None, *, frozen:
         network = EmbeddingNet("max", 3, 1, 64)  # the wheel's own configuration (aisfx/inference.py)
         state = read_aisfx_weights(path) if path.suffix == ".pth" else read_state_dict(path)
         load_strict(network, state, path)
-        return AudioEncoder(front_end=AisfxLogMel(), network=network, embed_dim=network.hl4, frozen=frozen)
-    raise ValueError(f"unknown audio encoder {name!r} (expected vggish, vggish_lite or aisfx)")
+        return AudioEncoder(front_end=AisfxLogMel(), network=network, embed_dim=network.hl4)
+    raise ValueError(f"unknown audio encoder {name!r} (expected vggish or aisfx)")

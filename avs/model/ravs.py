@@ -68,24 +68,31 @@ class RAVS(nn.Module):
         self.refiner = refiner
         self.uncertainty = uncertainty
         self.num_classes = num_classes
-        # [ours] bf16 autocast of the decoder's convolutional parts on a CPU; the training loop sets
-        # it from `train.cpu_bf16_decoder` where oneDNN has native bf16 (see `_decoder_part`)
-        self.cpu_bf16_decoder = False
 
-    def forward(self, frames: torch.Tensor, waveform: torch.Tensor) -> dict:
+    def embed_audio(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, N, 16000) waveforms -> (B, N, A) audio embeddings, one per second."""
+        return self.audio(waveform.flatten(0, 1)).unflatten(0, waveform.shape[:2])
+
+    def forward(self, frames: torch.Tensor, waveform: torch.Tensor | None = None, *,
+                audio_embeddings: torch.Tensor | None = None) -> dict:
         """Args:
             frames: (B, T, 3, H, W) floats in [0, 1].
             waveform: (B, T, 16000) each frame's second of 16 kHz mono audio, or (B, k T, 16000)
                 with k one-second windows per frame (VPO's 3 s window, and its two channels),
                 whose embeddings are averaged [ours].
+            audio_embeddings: (B, k T, A) the waveform's `embed_audio`, given instead of it by
+                callers that computed them already (a frozen encoder's remembered embeddings).
         """
         b, t, _, height, width = frames.shape
-        if waveform.dim() != 3 or waveform.shape[0] != b or waveform.shape[1] % t:
-            raise ValueError(f"audio: expected a (B, k T, samples) waveform with B, T = {b}, {t} as the frames, "
-                             f"got shape {tuple(waveform.shape)}")
-        audio = self.audio(waveform.flatten(0, 1))  # (B*T*k, A)
-        if waveform.shape[1] != t:
-            audio = audio.view(b * t, waveform.shape[1] // t, -1).mean(1)  # (B*T, A)
+        if (waveform is None) == (audio_embeddings is None):
+            raise ValueError("give the audio as either a waveform or audio_embeddings")
+        given = waveform if waveform is not None else audio_embeddings
+        if given.dim() != 3 or given.shape[0] != b or given.shape[1] % t:
+            name = "waveform" if waveform is not None else "audio_embeddings"
+            raise ValueError(f"audio: expected a (B, k T, {'samples' if waveform is not None else 'A'}) {name} "
+                             f"with B, T = {b}, {t} as the frames, got shape {tuple(given.shape)}")
+        embeddings = self.embed_audio(waveform) if audio_embeddings is None else audio_embeddings  # (B, k T, A)
+        audio = embeddings.reshape(b * t, embeddings.shape[1] // t, -1).mean(1)  # (B*T, A)
         image = x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
         features, alignments = [], {}
         for index, stage in enumerate(self.visual.stages, start=1):
@@ -96,15 +103,14 @@ class RAVS(nn.Module):
                 x = aligned.features
             features.append(x)
 
-        bf16 = self.cpu_bf16_decoder and frames.device.type == "cpu"
-        pixels = self._decoder_part(bf16, self.decoder, features)  # (B*T, D, H/4, W/4)
+        pixels = self.decoder(features)  # (B*T, D, H/4, W/4)
         query = self.audio_query(audio)  # (B*T, D)
         for index, aligned in alignments.items():
             query = query + self.compact_query[str(index)](aligned.compact)
         fused = pixels * (1 + query[:, :, None, None])  # FiLM-style audio modulation
         if self.uncertainty is not None:  # UE's temporal attention feeds the mask head and the evidence
-            fused = self._decoder_part(bf16, self.uncertainty.temporal, fused.unflatten(0, (b, t))).flatten(0, 1)
-        mask = self._decoder_part(bf16, self.mask_head, fused)  # (B*T, K, H/4, W/4)
+            fused = self.uncertainty.temporal(fused.unflatten(0, (b, t))).flatten(0, 1)
+        mask = self.mask_head(fused)  # (B*T, K, H/4, W/4)
         binding = None
         if self.similarity is not None:
             binding = self.similarity.embed(features, audio)  # (B*T, d), (B*T, d, H/4, W/4)
@@ -113,7 +119,7 @@ class RAVS(nn.Module):
                 sounding = F.pad(sounding.expand(-1, self.num_classes - 1, -1, -1), (0, 0, 0, 0, 1, 0))
             mask = mask + sounding
         if self.refiner is not None:
-            mask = self._decoder_part(bf16, self.refiner, image, fused, mask)  # (B*T, K, H/2, W/2)
+            mask = self.refiner(image, fused, mask)  # (B*T, K, H/2, W/2)
         mask = self._upsample(mask, (height, width)).unflatten(0, (b, t))  # (B, T, K, H, W)
 
         outputs = {
@@ -126,31 +132,11 @@ class RAVS(nn.Module):
             "binding": binding,
         }
         if self.uncertainty is not None:
-            evidence = self._decoder_part(bf16, self.uncertainty, fused)  # (B*T, K_e, H/4, W/4)
+            evidence = self.uncertainty(fused)  # (B*T, K_e, H/4, W/4)
             evidence = self._upsample(evidence, (height, width)).unflatten(0, (b, t)).clamp(min=0)
             _, u = dirichlet_uncertainty(evidence)  # (B, T, H, W)
             outputs.update(logits=down_weighted_logits(mask, evidence), uncertainty=u, evidence=evidence)
         return outputs
-
-    @staticmethod
-    def _decoder_part(bf16: bool, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
-        """`module(*inputs)`; with `bf16`, under bf16 autocast on the CPU and returned as fp32 [ours].
-
-        Used for the decoder's convolutional parts (FPN, mask head, refiner, UE) when
-        `cpu_bf16_decoder` is set. Why only those: on CPUs with native bf16 the decoder's 3x3
-        convolutions take 0.27x (AMX) to 0.58x (AVX512-BF16) of their fp32 time, while the
-        backbone's depthwise convolutions take 6.6x to 8.4x (benchmarks/results/cpu_bf16.md), so the
-        encoders, AMA and the audio-pixel similarity stay fp32, and so does the audio's modulation
-        of the pixels between the parts (in bf16, 1 + q rounds to steps of 1/128). Off by default:
-        in full trainings on an AMX CPU epochs took 0.78x the time and clean test J was as in fp32,
-        but J at 0 dB SNR was 0.480 (the modulation in bf16 too), 0.538 and 0.523 (as here), against
-        0.564 to 0.625 in eleven fp32 trainings (benchmarks/results/default_runs.md). Without `bf16`
-        (the default, and on GPUs, whose own autocast covers the whole model) the call is unchanged.
-        """
-        if not bf16:
-            return module(*inputs)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return module(*inputs).float()
 
     @staticmethod
     def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -161,7 +147,7 @@ def build_model(cfg: Config) -> RAVS:
     """Wire the model from the validated configuration (`params.yaml`: model, data)."""
     m = cfg.model
     visual = build_visual_encoder(m.backbone, m.backbone_weights)
-    audio = build_audio_encoder(m.audio_encoder, m.audio_weights, frozen=m.freeze_audio)
+    audio = build_audio_encoder(m.audio_encoder, m.audio_weights)
     alignments = {}
     if m.ama.enabled:
         alignments = {
@@ -202,7 +188,7 @@ def build_model(cfg: Config) -> RAVS:
         similarity=similarity,
         refiner=refiner,
     )
-    # Convolutions on NHWC weights run faster with oneDNN (CPU) and cuDNN (GPU): on 2 CPU cores a
-    # training step takes 12-17 % less time and inference 16-21 % (benchmarks/results/memory_format.md).
-    # Outputs are the same to float rounding, and state dicts load into either layout.
+    # Convolutions on NHWC weights run faster with oneDNN (CPU) and cuDNN (GPU)
+    # (benchmarks/memory_format.py); outputs are the same to float rounding, and state dicts load
+    # into either layout.
     return model.to(memory_format=torch.channels_last)

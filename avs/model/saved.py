@@ -22,11 +22,6 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def model_dir(cfg: Config, repo_root: Path = Path(".")) -> Path:
-    """Where the `train` stage exports the model of `cfg.data.dataset`."""
-    return repo_root / "models" / cfg.data.dataset
-
-
 def read_model_config(folder: str | Path) -> Config:
     """The config a model folder was trained with."""
     path = Path(folder) / CONFIG_FILE

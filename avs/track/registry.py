@@ -15,8 +15,9 @@ from typing import Any
 
 from avs.config import Config
 from avs.data.media import SAMPLE_RATE
-from avs.model.saved import CONFIG_FILE, MODEL_FILE, model_dir
+from avs.model.saved import CONFIG_FILE, MODEL_FILE
 from avs.model.weights import WeightsError
+from avs.paths import metrics_dir, model_dir, registered_file, report_dir
 from avs.track.runs import tracking_uri as default_tracking_uri
 
 CHAMPION = "champion"
@@ -51,11 +52,9 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from avs.eval.evaluate import report_dir
-
     repo_root = repo_root.resolve()
     folder, reports = model_dir(cfg, repo_root), report_dir(cfg, repo_root)
-    evaluation, run_file = repo_root / "metrics" / "evaluate.json", reports / "mlflow.json"
+    evaluation, run_file = metrics_dir(repo_root) / "evaluate.json", reports / "mlflow.json"
     for needed in (folder / MODEL_FILE, folder / CONFIG_FILE, evaluation, run_file):
         if not needed.is_file():
             raise RegistryError(f"{needed}: not found; run the train and evaluate stages first (`dvc repro evaluate`)")
@@ -90,7 +89,7 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
         client.set_model_version_tag(cfg.registry.model_name, version, key, value)
     record = {"name": cfg.registry.model_name, "version": version, "uri": f"models:/{cfg.registry.model_name}/{version}",
               "run_id": run_id, "tags": tags}
-    (reports.parent / "registered.json").write_text(json.dumps(record, indent=1) + "\n")
+    registered_file(cfg, repo_root).write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 

@@ -20,8 +20,9 @@ from torch import nn
 from avs.config import Config, config_from_dict
 from avs.data.collate import CollateClips
 from avs.model import build_model
+from avs.track.runs import EpochLogger
 from avs.train.checkpoint import load_training_state, load_weights, read_state, write_checkpoint
-from avs.train.step import make_optimizer, train_step, use_cpu_bf16_decoder, validate, warmup_cosine
+from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode, train_step, validate, warmup_cosine
 
 
 T = TypeVar("T")
@@ -65,9 +66,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     use_bf16 = cfg.train.use_gpu and torch.cuda.is_available()
 
     network = build_model(cfg)
-    network.audio.remember_in_eval = network.audio.frozen  # validation shows the same seconds every epoch
+    # a frozen encoder's embeddings are remembered: every epoch and validation pass repeat its seconds
+    audio_cache = freeze_audio_encoder(network) if cfg.model.freeze_audio else None
     device = ray.train.torch.get_device()
-    network.cpu_bf16_decoder = use_cpu_bf16_decoder(cfg, device)
     model = ray.train.torch.prepare_model(network)
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = loop_config["steps_per_epoch"]
@@ -88,19 +89,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             start_epoch, history = saved["epoch"] + 1, saved["history"]
         if rank == 0:
             log.info(f"avs train: resuming after epoch {start_epoch - 1} from {checkpoint.path}")
-    tracker = _Tracker(loop_config) if rank == 0 else None
+    tracker = EpochLogger(loop_config["tracking_uri"], loop_config["run_id"]) if rank == 0 else None
     if tracker is not None:
-        # what ran, which `train.cpu_bf16_decoder` alone does not say: it is ignored on CPUs without native bf16
-        precision = "bf16 (GPU)" if use_bf16 else "fp32, decoder convolutions bf16 (CPU)" if network.cpu_bf16_decoder else "fp32"
-        tracker.tag("avs.precision", precision)
-        if network.cpu_bf16_decoder:
-            log.info("avs train: the decoder's convolutions run in bf16 on this CPU (native bf16; train.cpu_bf16_decoder)")
+        tracker.tag("avs.precision", "bf16 (GPU)" if use_bf16 else "fp32")
 
     train_data = ray.train.get_dataset_shard("train")
     val_data = ray.train.get_dataset_shard("val")
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
-        model.train()
+        set_training_mode(model, cfg.model.freeze_audio)
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)  # a term a step lacks (or has as NaN) is not averaged in
         steps = clips = 0
@@ -115,7 +112,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 # samples. Every worker gets the same number of clips, so all of them skip it.
                 continue
             losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / steps_per_epoch,
-                                use_bf16, where=f"epoch {epoch} step {step}")
+                                use_bf16, where=f"epoch {epoch} step {step}", audio_cache=audio_cache)
             for name, value in losses.items():
                 if math.isfinite(value := value.item()):
                     sums[name] += value
@@ -130,7 +127,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
         metrics = {f"train/{name}": total / counts[name] for name, total in sums.items()}
         val_batches = val_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips())
-        metrics.update(validate(model, val_batches, device, use_bf16))
+        metrics.update(validate(model, val_batches, device, use_bf16, audio_cache))
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
             {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / train_seconds,
@@ -177,23 +174,3 @@ def _worker_agreement(model: nn.Module, world_size: int) -> dict[str, float]:
         entries = [None] * world_size  # type: ignore[list-item]
         torch.distributed.all_gather_object(entries, (checksum, ray.get_runtime_context().get_node_id()))
     return {"workers/in_sync": float(len({c for c, _ in entries}) == 1), "workers/nodes": float(len({n for _, n in entries}))}
-
-
-class _Tracker:
-    """Rank 0's per-epoch MLflow logging into the run the driver opened."""
-
-    def __init__(self, loop_config: dict[str, Any]):
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(loop_config["tracking_uri"])
-        self.run_id = loop_config["run_id"]
-
-    def tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, value)
-
-    def log(self, metrics: dict[str, float], epoch: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        entries = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k != "epoch" and math.isfinite(v)]
-        self.client.log_batch(self.run_id, metrics=entries)

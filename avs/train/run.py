@@ -23,11 +23,11 @@ from typing import Any
 
 from avs.config import Config, config_to_dict
 from avs.data.preprocess import read_manifest
-from avs.data.stages import shards_dir
-from avs.data.stream import max_frames, read_clips, require_visible_masks, shard_files
-from avs.model.saved import model_dir
+from avs.paths import shards_dir
+from avs.data.stream import max_frames, read_clips, shard_files
+from avs.paths import metrics_dir, model_dir
 from avs.model.weights import WeightsError
-from avs.track.runs import get_or_create_experiment, tracking_uri
+from avs.track.runs import finish_training_run, open_training_run, tracking_uri
 from avs.train.checkpoint import MODEL_FILE, STATE_FILE, read_state
 
 
@@ -55,9 +55,6 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
             raise WeightsError(f"model.{key}: {resolved['model'][key]}: weight file not found "
                                "(the default EfficientNet-Lite0 file is written by `dvc repro weights`)")
 
-    if t.target == "visible":  # also a check before Ray starts, as for the weights
-        require_visible_masks(train_files, "train.target: visible")
-
     # a local instance gets the machine's CPUs for Ray Data on top of what the workers reserve,
     # otherwise workers holding every CPU would starve the decoding tasks that feed them
     _init_ray(t.ray_address, progress, local_cpus=(os.cpu_count() or 1) + t.num_workers * t.cpus_per_worker)
@@ -66,7 +63,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     name = run_name(cfg, manifest)
     storage = t.storage_path if "://" in t.storage_path else str((repo_root / t.storage_path).resolve())
     uri = tracking_uri(cfg, repo_root)
-    run_id = _open_mlflow_run(uri, cfg, resolved, manifest, name, storage)
+    run_id = open_training_run(uri, cfg, resolved, manifest, name, storage)
 
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -78,7 +75,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
         datasets={
             "train": read_clips(train_files, image_size=t.image_size, num_frames=num_frames, augment=t.augment,
-                                shuffle_seed=t.seed if t.shuffle else None, with_visible=t.target == "visible"),
+                                shuffle_seed=t.seed if t.shuffle else None, with_visible=False),
             "val": read_clips(val_files, image_size=t.image_size, num_frames=num_frames, augment=None),
         },
     )
@@ -90,7 +87,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         state = read_state(folder)
         _export(Path(folder), out)
     _write_metrics(repo_root, state["metrics"], state["history"])
-    _finish_mlflow_run(uri, run_id, out)
+    finish_training_run(uri, run_id, out)
     return state["metrics"]
 
 
@@ -171,7 +168,7 @@ def _export(checkpoint: Path, out: Path) -> None:
 
 
 def _write_metrics(repo_root: Path, final: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    folder = repo_root / "metrics"
+    folder = metrics_dir(repo_root)
     folder.mkdir(exist_ok=True)
     (folder / "train.json").write_text(json.dumps({k.replace("/", "_"): v for k, v in final.items()}, indent=1) + "\n")
     columns = ["epoch", "train/total", "val/J", "val/F"] + sorted(
@@ -182,50 +179,3 @@ def _write_metrics(repo_root: Path, final: dict[str, Any], history: list[dict[st
         writer.writerow([c.replace("/", "_") for c in columns])
         for row in history:
             writer.writerow([row.get(c, "") for c in columns])
-
-
-def _git_commit() -> str:
-    """The commit of the avs code that runs (its checkout, wherever the data repository is)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _open_mlflow_run(uri: str, cfg: Config, resolved: dict, manifest: dict, name: str, storage: str) -> str:
-    """One MLflow run per Ray Train run: reopened (same id) when the stage resumes."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment_id = get_or_create_experiment(client, uri, cfg.train.experiment)
-    existing = client.search_runs([experiment_id], filter_string=f"tags.`avs.ray_run` = '{name}'", max_results=1)
-    if existing:
-        return existing[0].info.run_id
-    run = client.create_run(experiment_id, run_name=name, tags={
-        "avs.ray_run": name, "avs.storage_path": storage, "mlflow.source.git.commit": _git_commit(),
-        "avs.dataset": cfg.data.dataset,
-        "avs.shards_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
-    })
-    params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in _flatten(resolved).items()]
-    for start in range(0, len(params), 100):
-        client.log_batch(run.info.run_id, params=params[start:start + 100])
-    return run.info.run_id
-
-
-def _finish_mlflow_run(uri: str, run_id: str, model_folder: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    client.log_artifacts(run_id, str(model_folder), artifact_path="model")
-    client.set_terminated(run_id)
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from avs.config import Config
-from avs.data.stream import ClipBatch
+from avs.data.batch import ClipBatch
+from avs.eval.audio_cache import AudioEmbeddingCache
 from avs.eval.metrics import BinaryMeter
 from avs.model import compute_losses
 from avs.model.losses import relevance_gap
@@ -38,14 +39,31 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
-def native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX) rather than emulating it."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def freeze_audio_encoder(model: nn.Module) -> AudioEmbeddingCache:
+    """Fix the (unwrapped) model's audio encoder, weights and batch-norm statistics (`model.freeze_audio`).
+
+    Call before DDP wraps the model and after every `model.train()` (see `set_training_mode`).
+    Returns the cache of its embeddings, which stay the same while it is frozen.
+    """
+    encoder = unwrap(model).audio
+    encoder.requires_grad_(False)
+    encoder.eval()
+    return AudioEmbeddingCache(encoder)
 
 
-def use_cpu_bf16_decoder(cfg: Config, device: torch.device) -> bool:
-    """Whether the model's decoder side trains in bf16 (`train.cpu_bf16_decoder`): on a CPU with native bf16."""
-    return cfg.train.cpu_bf16_decoder and device.type == "cpu" and native_bf16()
+def set_training_mode(model: nn.Module, frozen_audio: bool) -> None:
+    """`model.train()`, keeping a frozen audio encoder in eval mode (its batch-norm statistics fixed)."""
+    model.train()
+    if frozen_audio:
+        unwrap(model).audio.eval()
+
+
+def forward(model: nn.Module, batch: ClipBatch, audio_cache: AudioEmbeddingCache | None) -> dict:
+    """The model's outputs for `batch`, its audio through `audio_cache` when there is one."""
+    frames, waveform = batch.model_inputs()
+    if audio_cache is None:
+        return model(frames, waveform)
+    return model(frames, audio_embeddings=audio_cache(waveform))
 
 
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
@@ -61,29 +79,21 @@ def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
     )
 
 
-def training_targets(batch: ClipBatch, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The masks to learn and the frames that have them: (B, T, H, W) long, (B, T) bool (`train.target`).
-
-    `visible` needs every clip's visible-object masks: `train` checks the shards before Ray starts.
-    """
-    if target == "sounding":
-        return batch.masks.long(), batch.labelled
-    return (batch.visible > 0).long(), batch.labelled
-
-
 def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
-               progress: float, use_bf16: bool, where: str) -> dict[str, torch.Tensor]:
+               progress: float, use_bf16: bool, where: str,
+               audio_cache: AudioEmbeddingCache | None = None) -> dict[str, torch.Tensor]:
     """Forward (bf16 autocast when `use_bf16`), losses, backward, clipping, optimizer and scheduler step.
 
     `batch` is on the model's device; `progress` is the epoch as a fraction (the KL annealing
-    reads it); `where` names the step in the error raised when the loss is not finite.
+    reads it); `where` names the step in the error raised when the loss is not finite;
+    `audio_cache` gives a frozen audio encoder's embeddings.
     Returns the loss terms (detached) and, with AMA on, `rp_gap` (`relevance_gap`: not a loss;
     NaN when the batch has no labelled frame with groups on and off the sounding objects).
     """
     device_type = batch.frames.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
-        outputs = model(*batch.model_inputs())
-        masks, labelled = training_targets(batch, cfg.train.target)
+        outputs = forward(model, batch, audio_cache)
+        masks, labelled = batch.masks.long(), batch.labelled
         losses = compute_losses(outputs, masks, labelled, cfg.loss, progress)
     if not torch.isfinite(losses["total"]):
         terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
@@ -104,14 +114,15 @@ def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimi
 
 
 @torch.no_grad()
-def validate(model: nn.Module, batches: Iterable[ClipBatch], device: torch.device, use_bf16: bool) -> dict[str, float]:
+def validate(model: nn.Module, batches: Iterable[ClipBatch], device: torch.device, use_bf16: bool,
+             audio_cache: AudioEmbeddingCache | None = None) -> dict[str, float]:
     """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
     model.eval()
     meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)
     for batch in batches:
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(*batch.model_inputs())["logits"]
+            logits = forward(model, batch, audio_cache)["logits"]
         probs = foreground_probability(logits)
         truth = batch.masks > 0
         for index, subset in enumerate(batch.subset):
