@@ -11,7 +11,7 @@ DEB_DIR := .cache/debs
 STAMPS_DEB := $(DEB_DIR)/.downloaded
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast bench ablation lock clean-data
+.PHONY: setup repro test test-fast lint bench ablation lock clean-data
 
 setup: $(INSTALLED) $(STAMPS_DEB)
 
@@ -35,11 +35,16 @@ $(STAMPS_DEB):
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
+
+# ruff (pyproject.toml [tool.ruff]): lint, then check the formatting; `ruff format .` fixes the latter.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python benchmarks/preprocess_throughput.py

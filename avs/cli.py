@@ -18,8 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avs", description="Robust audio-visual segmentation workflow.")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a param, e.g. --set train.num_workers=4 (repeatable; values are YAML)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param, e.g. --set train.num_workers=4 (repeatable; values are YAML)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("fetch", help="build the embedded dataset, or check and index a real one")
     commands.add_parser("preprocess", help="decode clips into Parquet shards under data/shards/")
@@ -32,21 +37,39 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("out", type=Path, help="output .safetensors file")
     commands.add_parser("evaluate", help="test metrics, calibration and audio-reliance probes of models/<dataset>/")
     commands.add_parser("register", help="register the evaluated model in the MLflow model registry")
-    promote = commands.add_parser("promote", help="move the champion alias to a version if it passes the gate in params")
+    promote = commands.add_parser(
+        "promote", help="move the champion alias to a version if it passes the gate in params"
+    )
     promote.add_argument("--version", help="the version to promote (default: the newest)")
     commands.add_parser("models", help="list the registered versions, their aliases and key metrics")
     predict = commands.add_parser("predict", help="segment the sounding objects of a video with its audio")
     predict.add_argument("video", type=Path, help="an mp4/mkv/avi/... with an audio track")
-    predict.add_argument("--model", default="models:/avs-stamps@champion",
-                         help="a model folder (models/<dataset>) or an MLflow URI (default: models:/avs-stamps@champion)")
+    predict.add_argument(
+        "--model",
+        default="models:/avs-stamps@champion",
+        help="a model folder (models/<dataset>) or an MLflow URI (default: models:/avs-stamps@champion)",
+    )
     predict.add_argument("--out", type=Path, required=True, help="output folder")
-    predict.add_argument("--clip-seconds", type=int, default=5, help="seconds per clip the model sees at once (default 5)")
-    predict.add_argument("--image-size", type=int, help="square size the model runs at (default: the model's evaluate.image_size)")
-    predict.add_argument("--flip", action=argparse.BooleanOptionalAction,
-                         help="average with the mirrored frames (default: the model's evaluate.flip)")
-    predict.add_argument("--guided-kernel", type=int,
-                         help="guided filter window in pixels at --image-size, odd; 0 = off (default: the model's evaluate.guided_kernel)")
-    server = commands.add_parser("mlflow-server", help="run an MLflow tracking server on 127.0.0.1 (SQLite + local artifacts)")
+    predict.add_argument(
+        "--clip-seconds", type=int, default=5, help="seconds per clip the model sees at once (default 5)"
+    )
+    predict.add_argument(
+        "--image-size", type=int, help="square size the model runs at (default: the model's evaluate.image_size)"
+    )
+    predict.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help="average with the mirrored frames (default: the model's evaluate.flip)",
+    )
+    predict.add_argument(
+        "--guided-kernel",
+        type=int,
+        help="guided filter window in pixels at --image-size, odd; 0 = off "
+        "(default: the model's evaluate.guided_kernel)",
+    )
+    server = commands.add_parser(
+        "mlflow-server", help="run an MLflow tracking server on 127.0.0.1 (SQLite + local artifacts)"
+    )
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--root", type=Path, default=Path("mlflow-server"), help="folder of its database and artifacts")
     return parser
@@ -66,11 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             from avs.predict import predict_video
 
-            summary = predict_video(args.video, args.model, args.out, args.clip_seconds, progress=not args.no_progress,
-                                    image_size=args.image_size, flip=args.flip, guided_kernel=args.guided_kernel)
+            summary = predict_video(
+                args.video,
+                args.model,
+                args.out,
+                args.clip_seconds,
+                progress=not args.no_progress,
+                image_size=args.image_size,
+                flip=args.flip,
+                guided_kernel=args.guided_kernel,
+            )
             shares = [s["sounding_share"] for s in summary["per_second"]]
-            print(f"{args.video}: {summary['seconds']} s; sounding in {sum(x > 0 for x in shares)} s; "
-                  f"masks, overlay.mp4 and summary.json in {args.out}")
+            print(
+                f"{args.video}: {summary['seconds']} s; sounding in {sum(x > 0 for x in shares)} s; "
+                f"masks, overlay.mp4 and summary.json in {args.out}"
+            )
             return 0
         if args.command == "mlflow-server":
             from avs.track.server import serve
@@ -123,8 +156,14 @@ def _print_versions(rows: list[dict]) -> None:
     columns = ["version", "aliases", "test_J", "test_F", "ece", "auroc_u", "muted_J", "swapped_J", "visual_only_J"]
     print("  ".join(f"{c:>13s}" for c in columns))
     for row in rows:
-        cells = [",".join(row[c]) or "-" if c == "aliases" else "-" if row[c] is None else
-                 (f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in columns]
+        cells = [
+            ",".join(row[c]) or "-"
+            if c == "aliases"
+            else "-"
+            if row[c] is None
+            else (f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]))
+            for c in columns
+        ]
         print("  ".join(f"{c:>13s}" for c in cells))
 
 
@@ -136,8 +175,10 @@ def _print_shards(folder: Path) -> int:
 
 
 def _report(manifest: dict) -> None:
-    print(f"{manifest['dataset']}: {manifest['clips']} clips, {manifest['bytes'] / 1e6:.1f} MB, "
-          f"schema v{manifest['schema_version']}")
+    print(
+        f"{manifest['dataset']}: {manifest['clips']} clips, {manifest['bytes'] / 1e6:.1f} MB, "
+        f"schema v{manifest['schema_version']}"
+    )
     for split, info in manifest["splits"].items():
         print(f"  {split:5s} {info['clips']:6d} clips in {len(info['shards'])} shards  {info['subsets']}")
     for item in manifest["skipped"]:

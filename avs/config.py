@@ -19,9 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-DatasetName = Literal[
-    "stamps", "avsbench_s4", "avsbench_ms3", "avss", "vpo_ss", "vpo_ms", "vpo_msmi"
-]
+DatasetName = Literal["stamps", "avsbench_s4", "avsbench_ms3", "avss", "vpo_ss", "vpo_ms", "vpo_msmi"]
 
 
 class ConfigError(ValueError):
@@ -102,9 +100,7 @@ class PreprocessConfig:
     max_audio_shortfall_s: float = field(default=1.0, metadata=_range(0.0, 60.0))
 
 
-BackboneName = Literal[
-    "efficientnet_lite0", "tf_efficientnet_lite0", "resnet18", "resnet50", "pvt_v2_b0", "pvt_v2_b5"
-]
+BackboneName = Literal["efficientnet_lite0", "tf_efficientnet_lite0", "resnet18", "resnet50", "pvt_v2_b0", "pvt_v2_b5"]
 
 
 @dataclass(frozen=True)
@@ -226,10 +222,14 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if self.crop_scale_min > self.crop_scale_max:
-            raise ConfigError(f"train.augment: crop_scale_min {self.crop_scale_min} is above crop_scale_max {self.crop_scale_max}")
+            raise ConfigError(
+                f"train.augment: crop_scale_min {self.crop_scale_min} is above crop_scale_max {self.crop_scale_max}"
+            )
         low_high = self.audio_noise_snr_db
         if len(low_high) != 2 or low_high[0] > low_high[1]:
-            raise ConfigError(f"train.augment.audio_noise_snr_db: expected [low, high] with low <= high, got {list(low_high)}")
+            raise ConfigError(
+                f"train.augment.audio_noise_snr_db: expected [low, high] with low <= high, got {list(low_high)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,10 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         if self.guided_kernel and (self.guided_kernel < 3 or self.guided_kernel % 2 == 0):
-            raise ConfigError(f"evaluate.guided_kernel: expected 0 (off) or an odd window of at least 3 pixels, got {self.guided_kernel}")
+            raise ConfigError(
+                "evaluate.guided_kernel: expected 0 (off) or an odd window of at least 3 pixels, "
+                f"got {self.guided_kernel}"
+            )
 
 
 @dataclass(frozen=True)
@@ -414,8 +417,9 @@ def resolve_profile(cfg: Config) -> Config:
     sections: dict[str, dict[str, Any]] = {}
     for (section, key), value in PAPER_PROFILE.items():
         sections.setdefault(section, {})[key] = value
-    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)
-                                       for name, changes in sections.items()})
+    return dataclasses.replace(
+        cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes) for name, changes in sections.items()}
+    )
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -430,13 +434,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key (expected one of: {', '.join(sorted(fields))})"
-        )
-    values = {
-        name: _convert(hints[name], raw[name], fields[name], prefix + name)
-        for name in raw
-    }
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (expected one of: {', '.join(sorted(fields))})")
+    values = {name: _convert(hints[name], raw[name], fields[name], prefix + name) for name in raw}
     return cls(**values)
 
 

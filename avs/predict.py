@@ -30,9 +30,17 @@ from avs.model.saved import foreground_probability, load_model
 from avs.track.registry import resolve_model_folder
 
 
-def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: int = 5,
-                  tracking_uri: str | None = None, progress: bool = True, image_size: int | None = None,
-                  flip: bool | None = None, guided_kernel: int | None = None) -> dict[str, Any]:
+def predict_video(
+    video: str | Path,
+    model: str,
+    out: str | Path,
+    clip_seconds: int = 5,
+    tracking_uri: str | None = None,
+    progress: bool = True,
+    image_size: int | None = None,
+    flip: bool | None = None,
+    guided_kernel: int | None = None,
+) -> dict[str, Any]:
     """Run the model over `video`; returns the summary written to `out/summary.json`.
 
     `image_size`, `flip` and `guided_kernel` (test-time size, mirror averaging and guided filter
@@ -49,8 +57,11 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
     waveform = read_audio(video, allow_silent=True)  # a silent track is valid input: nothing sounds
     seconds = min(_whole_seconds(video), len(waveform) // SAMPLE_RATE)
     if seconds < clip_seconds:
-        raise DataError(video, f"video is {seconds} s long (with audio); at least {clip_seconds} s are needed "
-                               "(or pass a smaller --clip-seconds)")
+        raise DataError(
+            video,
+            f"video is {seconds} s long (with audio); at least {clip_seconds} s are needed "
+            "(or pass a smaller --clip-seconds)",
+        )
     frames = read_video_frames(video, seconds)  # (S, H, W, 3) uint8
     audio = split_seconds(waveform, seconds, video, max_shortfall_s=0.0)  # (S, 16000); seconds fit the audio
     size = image_size or inference_size(cfg)
@@ -68,8 +79,15 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
         for start in tqdm(starts, desc=f"predict {video.name}", unit="clip", disable=not progress):
             window = slice(start, start + clip_seconds)
             x = torch.from_numpy(frames[window]).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W), source size
-            outputs = segment(network, x[None], torch.from_numpy(audio[window])[None], size=size, flip=flip,
-                              guided_kernel=guided_kernel, guided_eps=cfg.evaluate.guided_eps)
+            outputs = segment(
+                network,
+                x[None],
+                torch.from_numpy(audio[window])[None],
+                size=size,
+                flip=flip,
+                guided_kernel=guided_kernel,
+                guided_eps=cfg.evaluate.guided_eps,
+            )
             p = foreground_probability(outputs["logits"])[0]  # (T, H, W)
             u = outputs["uncertainty"][0] if outputs["uncertainty"] is not None else torch.zeros_like(p)
             probability[window], uncertainty[window] = p.numpy(), u.float().numpy()
@@ -81,10 +99,18 @@ def predict_video(video: str | Path, model: str, out: str | Path, clip_seconds: 
     overlay = np.stack([_overlay(f, m, u) for f, m, u in zip(frames, masks, uncertainty)])
     write_clip_video(out / "overlay.mp4", _even(overlay), waveform[: seconds * SAMPLE_RATE], fps=4)
     summary = {
-        "video": str(video), "model": model, "seconds": seconds, "clip_seconds": clip_seconds,
-        "image_size": size, "flip": flip, "guided_kernel": guided_kernel, "frame_size": list(frames.shape[1:3]),
-        "per_second": [{"second": s, "sounding_share": round(float(m.mean()), 5), "mean_uncertainty": round(float(u.mean()), 5)}
-                       for s, (m, u) in enumerate(zip(masks, uncertainty))],
+        "video": str(video),
+        "model": model,
+        "seconds": seconds,
+        "clip_seconds": clip_seconds,
+        "image_size": size,
+        "flip": flip,
+        "guided_kernel": guided_kernel,
+        "frame_size": list(frames.shape[1:3]),
+        "per_second": [
+            {"second": s, "sounding_share": round(float(m.mean()), 5), "mean_uncertainty": round(float(u.mean()), 5)}
+            for s, (m, u) in enumerate(zip(masks, uncertainty))
+        ],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -96,7 +122,9 @@ def _whole_seconds(video: Path) -> int:
     try:
         reader = decord.VideoReader(str(video), num_threads=1)
     except (RuntimeError, decord.DECORDError) as err:
-        raise DataError(video, f"cannot open video (corrupt or not a video?): {str(err).strip().splitlines()[-1]}") from None
+        raise DataError(
+            video, f"cannot open video (corrupt or not a video?): {str(err).strip().splitlines()[-1]}"
+        ) from None
     fps = float(reader.get_avg_fps())
     return int(math.floor(len(reader) / fps + 1e-6)) if fps > 0 else 0
 

@@ -31,7 +31,10 @@ from avs.paths import shards_dir
 from avs.train.run import run_name
 
 VARIANTS = {  # name -> (label, `--set` overrides)
-    "baseline": ("baseline (no AMA, no UE)", ["model.ama.enabled=false", "model.ue.enabled=false", "loss.lambda_cst=0"]),
+    "baseline": (
+        "baseline (no AMA, no UE)",
+        ["model.ama.enabled=false", "model.ue.enabled=false", "loss.lambda_cst=0"],
+    ),
     "ama": ("+AMA", ["model.ue.enabled=false"]),
     "ue": ("+UE", ["model.ama.enabled=false", "loss.lambda_cst=0"]),
     "paper": ("full, paper profile", ["model.profile=paper"]),
@@ -42,10 +45,15 @@ VARIANTS = {  # name -> (label, `--set` overrides)
 COMMON = {"baseline": ["model.profile=paper"], "ama": ["model.profile=paper"], "ue": ["model.profile=paper"]}
 SEEDS = (0, 1, 2)
 COLUMNS = [  # (header, path in metrics/evaluate.json or train.json)
-    ("test J", ("test", "J")), ("hard J", ("test", "hard_J")), ("ms3 J", ("test", "ms3_J")),
-    ("transition J", ("test", "transition_J")), ("ECE", ("calibration", "final", "ece")),
-    ("AUROC u", ("calibration", "final", "auroc_u")), ("muted J", ("robustness", "muted_J")),
-    ("swapped J", ("robustness", "swapped_J")), ("r_p gap", ("train", "train_rp_gap")),
+    ("test J", ("test", "J")),
+    ("hard J", ("test", "hard_J")),
+    ("ms3 J", ("test", "ms3_J")),
+    ("transition J", ("test", "transition_J")),
+    ("ECE", ("calibration", "final", "ece")),
+    ("AUROC u", ("calibration", "final", "auroc_u")),
+    ("muted J", ("robustness", "muted_J")),
+    ("swapped J", ("robustness", "swapped_J")),
+    ("r_p gap", ("train", "train_rp_gap")),
 ]
 PAIRED = ("test J", "hard J", "transition J", "ECE")
 SCRATCH = Path(".cache/ablation")
@@ -78,16 +86,27 @@ def run_one(variant: str, seed: int, params: Path, name: str) -> dict:
     for command in ("train", "evaluate"):
         log = root / f"{command}.log"
         with log.open("w") as out:
-            done = subprocess.run([avs, "--no-progress", *sets, command], cwd=root, stdout=out, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "RAY_ADDRESS": ""})
+            done = subprocess.run(
+                [avs, "--no-progress", *sets, command],
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "RAY_ADDRESS": ""},
+            )
         if done.returncode != 0:
-            raise SystemExit(f"ablation: {variant} seed {seed}: `avs {command}` failed; see {log}:\n"
-                             + "".join(log.read_text().splitlines(keepends=True)[-20:]))
+            raise SystemExit(
+                f"ablation: {variant} seed {seed}: `avs {command}` failed; see {log}:\n"
+                + "".join(log.read_text().splitlines(keepends=True)[-20:])
+            )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return {"name": name, "commit": commit, "overrides": overrides(variant, seed),
-            "seconds": round(time.perf_counter() - started),
-            "train": json.loads((root / "metrics" / "train.json").read_text()),
-            "evaluate": json.loads((root / "metrics" / "evaluate.json").read_text())}
+    return {
+        "name": name,
+        "commit": commit,
+        "overrides": overrides(variant, seed),
+        "seconds": round(time.perf_counter() - started),
+        "train": json.loads((root / "metrics" / "train.json").read_text()),
+        "evaluate": json.loads((root / "metrics" / "evaluate.json").read_text()),
+    }
 
 
 def lookup(result: dict, path: tuple[str, ...]) -> float | None:
@@ -107,30 +126,49 @@ def mean_std(values: list[float]) -> str:
 
 
 def table(results: dict[tuple[str, int], dict], budget: str) -> str:
-    lines = ["# Seeded ablation on the embedded set (test split)", "",
-             "Made by `make ablation` (benchmarks/ablation.py): each row is a whole training and evaluation",
-             f"at the default params except its switches, {budget}, 2-core CPU, fp32; mean ± std over the",
-             "seeds that have run (a row with fewer than 3 seeds says so).", "",
-             "| variant | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = [
+        "# Seeded ablation on the embedded set (test split)",
+        "",
+        "Made by `make ablation` (benchmarks/ablation.py): each row is a whole training and evaluation",
+        f"at the default params except its switches, {budget}, 2-core CPU, fp32; mean ± std over the",
+        "seeds that have run (a row with fewer than 3 seeds says so).",
+        "",
+        "| variant | seeds | " + " | ".join(h for h, _ in COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 2) + "|",
+    ]
     for variant, (label, _) in VARIANTS.items():
         runs = [results[(variant, s)] for s in SEEDS if (variant, s) in results]
         cells = [mean_std([v for r in runs if (v := lookup(r, path)) is not None]) for _, path in COLUMNS]
         lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired difference per seed, full - baseline:", "",
-              "| full | seed | " + " | ".join(f"Δ {h}" for h in PAIRED) + " |", "|---" * (len(PAIRED) + 2) + "|"]
+    lines += [
+        "",
+        "Paired difference per seed, full - baseline:",
+        "",
+        "| full | seed | " + " | ".join(f"Δ {h}" for h in PAIRED) + " |",
+        "|---" * (len(PAIRED) + 2) + "|",
+    ]
     paths = dict(COLUMNS)
     for full in ("paper", "ours"):
         for seed in SEEDS:
             if (full, seed) in results and ("baseline", seed) in results:
                 a, b = results[(full, seed)], results[("baseline", seed)]
-                diffs = [(x - y) if (x := lookup(a, paths[h])) is not None and (y := lookup(b, paths[h])) is not None
-                         else None for h in PAIRED]
-                lines.append(f"| {full} | {seed} | " + " | ".join("-" if d is None else f"{d:+.3f}" for d in diffs) + " |")
+                diffs = [
+                    (x - y)
+                    if (x := lookup(a, paths[h])) is not None and (y := lookup(b, paths[h])) is not None
+                    else None
+                    for h in PAIRED
+                ]
+                lines.append(
+                    f"| {full} | {seed} | " + " | ".join("-" if d is None else f"{d:+.3f}" for d in diffs) + " |"
+                )
     switches = "; ".join(f"{label}: `{' '.join([*COMMON.get(v, []), *sets])}`" for v, (label, sets) in VARIANTS.items())
-    lines += ["", f"Switches (plus `train.seed`): {switches}.",
-              "muted J: the truth is empty with the audio muted (1 = predicts nothing). swapped J: scored against",
-              "the clip's own truth with another clip's audio (lower = the model follows the audio). r_p gap:",
-              "the last epoch's mean r_p of groups on sounding objects minus elsewhere (AMA rows only)."]
+    lines += [
+        "",
+        f"Switches (plus `train.seed`): {switches}.",
+        "muted J: the truth is empty with the audio muted (1 = predicts nothing). swapped J: scored against",
+        "the clip's own truth with another clip's audio (lower = the model follows the audio). r_p gap:",
+        "the last epoch's mean r_p of groups on sounding objects minus elsewhere (AMA rows only).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -29,14 +29,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from kornia.filters import guided_blur
+from memory_format import interleaved_medians  # benchmarks/memory_format.py
+from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py
 
 from avs.config import load_config
 from avs.model import build_model, compute_losses
 from avs.model.decoder import GroupNorm
 from avs.model.ue import TemporalAttention
 from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode
-from memory_format import interleaved_medians  # benchmarks/memory_format.py
-from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py
 
 
 def sdpa_temporal_attention(self: TemporalAttention, features: torch.Tensor) -> torch.Tensor:
@@ -65,6 +65,7 @@ def forward_backward(module: Callable, x: torch.Tensor) -> Callable[[], torch.Te
         y = module(x)
         y.backward(torch.ones_like(y))
         return x.grad
+
     return run
 
 
@@ -110,15 +111,22 @@ def pairs(cfg) -> dict[str, tuple[Callable, Callable]]:
             losses["total"].backward()
             optimizer.step()
             return losses["total"].detach()
+
         return run
 
     return {
-        f"group norm ({width} channels, {clips * frames} x {size // 2} px, fwd+bwd)":
-            (forward_backward(norm, refiner_input), forward_backward(plain, refiner_input)),
-        f"temporal attention ({clips} x {frames} frames of {size // 4} px, fwd+bwd)":
-            (forward_backward(attention, decoded), forward_backward(reference, decoded)),
-        f"guided filter ({clips * frames} frames at {test_size} px, window {kernel})":
-            (lambda: guided_blur(guide, probs, kernel, eps, separable=True), lambda: guided_blur(guide, probs, kernel, eps)),
+        f"group norm ({width} channels, {clips * frames} x {size // 2} px, fwd+bwd)": (
+            forward_backward(norm, refiner_input),
+            forward_backward(plain, refiner_input),
+        ),
+        f"temporal attention ({clips} x {frames} frames of {size // 4} px, fwd+bwd)": (
+            forward_backward(attention, decoded),
+            forward_backward(reference, decoded),
+        ),
+        f"guided filter ({clips * frames} frames at {test_size} px, window {kernel})": (
+            lambda: guided_blur(guide, probs, kernel, eps, separable=True),
+            lambda: guided_blur(guide, probs, kernel, eps),
+        ),
         f"train step ({clips} clips x {frames} frames at {size} px)": (train_step("ours"), train_step("before")),
     }
 
@@ -130,11 +138,17 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.params, ["model.backbone_weights=null"])  # random weights: timings do not depend on them
     works = {work: {"ours": ours, "before": before} for work, (ours, before) in pairs(cfg).items()}
-    differences = {work: (fns["ours"]() - fns["before"]()).abs().max().item() for work, fns in works.items()
-                   if not work.startswith("train step")}  # two steps of one model from one seed agree only up to the first update
+    differences = {
+        work: (fns["ours"]() - fns["before"]()).abs().max().item()
+        for work, fns in works.items()
+        if not work.startswith("train step")
+    }  # two steps of one model from one seed agree only up to the first update
     seconds = interleaved_medians(works, args.rounds)
     result = {
-        "benchmark": "cpu_kernels", "device": device_label("cpu"), "cpus": os.cpu_count(), **vars(args),
+        "benchmark": "cpu_kernels",
+        "device": device_label("cpu"),
+        "cpus": os.cpu_count(),
+        **vars(args),
         "seconds": seconds,
         "max_abs_difference": differences,
     }
@@ -142,13 +156,19 @@ def main() -> None:
 
 
 def render(result: dict) -> str:
-    lines = [f"# Kernel choices against what they replaced ({result['device']}, fp32, median of {result['rounds']} "
-             "interleaved rounds)", "",
-             "| work | ours s | before s | ours / before | max abs difference |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Kernel choices against what they replaced ({result['device']}, fp32, median of {result['rounds']} "
+        "interleaved rounds)",
+        "",
+        "| work | ours s | before s | ours / before | max abs difference |",
+        "|---|---|---|---|---|",
+    ]
     for work, times in result["seconds"].items():
         difference = result["max_abs_difference"].get(work)
-        lines.append(f"| {work} | {times['ours']} | {times['before']} | {times['ours'] / times['before']:.2f} | "
-                     f"{'-' if difference is None else f'{difference:.1e}'} |")
+        lines.append(
+            f"| {work} | {times['ours']} | {times['before']} | {times['ours'] / times['before']:.2f} | "
+            f"{'-' if difference is None else f'{difference:.1e}'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

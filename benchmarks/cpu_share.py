@@ -35,11 +35,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from avs.config import Config, load_config
-from avs.paths import shards_dir
-from avs.data.stream import shard_files
 from data_throughput import scratch_training  # benchmarks/data_throughput.py
 from model_cost import write_results  # benchmarks/model_cost.py
+
+from avs.config import Config, load_config
+from avs.data.stream import shard_files
+from avs.paths import shards_dir
 
 GROUPS = ("training workers", "Ray task workers", "Ray Data executors", "Ray services", "driver", "other", "idle")
 EPOCH_LINE = re.compile(r"avs train: epoch (\d+) \(.*, ([\d.]+) clips/s, (\d+) s")
@@ -57,8 +58,11 @@ def cpu_seconds() -> dict[int, tuple[float, str]]:
             command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:  # exited while we looked
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # utime and stime are fields 14 and 15 of stat(5)
-        found[int(entry)] = ((int(fields[11]) + int(fields[12])) / ticks, command or stat[stat.find("(") + 1:stat.rfind(")")])
+        fields = stat[stat.rfind(")") + 2 :].split()  # utime and stime are fields 14 and 15 of stat(5)
+        found[int(entry)] = (
+            (int(fields[11]) + int(fields[12])) / ticks,
+            command or stat[stat.find("(") + 1 : stat.rfind(")")],
+        )
     return found
 
 
@@ -97,10 +101,24 @@ def epoch_window(cfg: Config, workers: int, repo: Path, params: Path, scratch: P
     """Run the train stage with `workers` one-thread workers (its output echoed); CPU seconds per
     group over epoch 1."""
     scratch_repo, settings = scratch_training(cfg, repo, workers, scratch)
-    command = [sys.executable, "-m", "avs.cli", "--params", str(params), "--no-progress",
-               *[a for k, v in settings.items() for a in ("--set", f"train.{k}={v}")], "train"]
-    process = subprocess.Popen(command, cwd=scratch_repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONPATH": str(repo)})
+    command = [
+        sys.executable,
+        "-m",
+        "avs.cli",
+        "--params",
+        str(params),
+        "--no-progress",
+        *[a for k, v in settings.items() for a in ("--set", f"train.{k}={v}")],
+        "train",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=scratch_repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     start = end = None
     epoch = {}
     for line in process.stdout:
@@ -112,8 +130,10 @@ def epoch_window(cfg: Config, workers: int, repo: Path, params: Path, scratch: P
             end = (time.perf_counter(), cpu_seconds())
             epoch = {"clips_per_s": float(match[2]), "seconds": float(match[3])}
     if process.wait() != 0 or start is None or end is None:
-        raise RuntimeError(f"the train stage with {workers} workers failed or logged no epochs (its output is above): "
-                           f"{' '.join(command)}")
+        raise RuntimeError(
+            f"the train stage with {workers} workers failed or logged no epochs (its output is above): "
+            f"{' '.join(command)}"
+        )
     wall = end[0] - start[0]
     used = dict.fromkeys(GROUPS, 0.0)
     services: dict[str, float] = {}
@@ -126,25 +146,42 @@ def epoch_window(cfg: Config, workers: int, repo: Path, params: Path, scratch: P
             services[service] = services.get(service, 0.0) + spent
     used["idle"] = max(0.0, wall * os.cpu_count() - sum(used.values()))
     largest = dict(sorted(((n, s / wall) for n, s in services.items()), key=lambda item: -item[1])[:6])
-    return {"workers": workers, "window_s": wall, **epoch, "cores": {g: s / wall for g, s in used.items()},
-            "largest_ray_services": largest}
+    return {
+        "workers": workers,
+        "window_s": wall,
+        **epoch,
+        "cores": {g: s / wall for g, s in used.items()},
+        "largest_ray_services": largest,
+    }
 
 
 def render(runs: list[dict]) -> str:
     cores = os.cpu_count()
-    lines = [f"# Where the cores go in the train stage's second epoch ({cores} CPUs, one thread per worker, one run)", "",
-             "Cores used on average over the epoch (training, validation, checkpoint); the columns sum to the machine's cores.", "",
-             "| group | " + " | ".join(f"{r['workers']} worker(s)" for r in runs) + " |",
-             "|---|" + "---|" * len(runs)]
+    lines = [
+        f"# Where the cores go in the train stage's second epoch ({cores} CPUs, one thread per worker, one run)",
+        "",
+        "Cores used on average over the epoch (training, validation, checkpoint); "
+        "the columns sum to the machine's cores.",
+        "",
+        "| group | " + " | ".join(f"{r['workers']} worker(s)" for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
     for group in GROUPS:
         lines.append(f"| {group} | " + " | ".join(f"{r['cores'][group]:.2f}" for r in runs) + " |")
-    lines.append("| clips/s (the epoch's, as the loop reports it) | " + " | ".join(f"{r['clips_per_s']:.2f}" for r in runs) + " |")
+    lines.append(
+        "| clips/s (the epoch's, as the loop reports it) | "
+        + " | ".join(f"{r['clips_per_s']:.2f}" for r in runs)
+        + " |"
+    )
     lines.append("| epoch seconds (with validation) | " + " | ".join(f"{r['seconds']:.0f}" for r in runs) + " |")
     if len(runs) == 2 and runs[0]["workers"] == 1 and runs[1]["workers"] == 2:
         one, two = runs
-        lines += ["", f"2 workers / 1 worker: {two['clips_per_s'] / one['clips_per_s']:.2f}x the clips/s; "
-                      f"each of the 2 workers got {two['cores']['training workers'] / 2:.2f} cores, "
-                      f"the single worker {one['cores']['training workers']:.2f}."]
+        lines += [
+            "",
+            f"2 workers / 1 worker: {two['clips_per_s'] / one['clips_per_s']:.2f}x the clips/s; "
+            f"each of the 2 workers got {two['cores']['training workers'] / 2:.2f} cores, "
+            f"the single worker {one['cores']['training workers']:.2f}.",
+        ]
     for run in runs:
         named = ", ".join(f"{name} {cores:.3f}" for name, cores in run["largest_ray_services"].items())
         lines += ["", f"Largest Ray services with {run['workers']} worker(s), cores: {named}."]

@@ -47,19 +47,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import pyarrow.parquet as pq
+import soundfile
 import torch
+from model_cost import write_results  # benchmarks/model_cost.py
 from PIL import Image
 
 from avs.config import config_from_dict, config_to_dict, load_config
 from avs.data.audio import to_pcm16
-from avs.data.media import SAMPLE_RATE
-from avs.data.shards import SCHEMA, decode_row, encode_jpeg, encode_png
-from avs.paths import shards_dir
 from avs.data.collate import CollateClips
+from avs.data.media import SAMPLE_RATE
+from avs.data.shards import SCHEMA, decode_row
 from avs.data.stream import DecodeClips, max_frames, read_clips, read_shard_rows, shard_files
-from model_cost import write_results  # benchmarks/model_cost.py
+from avs.paths import shards_dir
 
 
 def drop_page_cache() -> bool:
@@ -105,10 +105,17 @@ def ray_data_rate(files: list[str], cfg, num_frames: int, cold: bool) -> dict[st
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    dataset = read_clips(files, image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment,
-                         shuffle_seed=cfg.train.seed if cfg.train.shuffle else None,
-                         with_visible=False)  # as the train stage reads it
-    rates = timed_passes(lambda: dataset.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips()), cold)
+    dataset = read_clips(
+        files,
+        image_size=cfg.train.image_size,
+        num_frames=num_frames,
+        augment=cfg.train.augment,
+        shuffle_seed=cfg.train.seed if cfg.train.shuffle else None,
+        with_visible=False,
+    )  # as the train stage reads it
+    rates = timed_passes(
+        lambda: dataset.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips()), cold
+    )
     rates["pass_overhead_s"] = ray_pass_overhead(files)
     ray.shutdown()
     return rates
@@ -144,7 +151,9 @@ def export_per_file(files: list[str], folder: Path, quality: int, frame_format: 
                 Image.fromarray(frame).save(out / f"frame_{t}.{frame_format}", quality=quality)
                 Image.fromarray(mask).save(out / f"mask_{t}.png")
             soundfile.write(out / "audio.wav", clip.audio.reshape(-1), SAMPLE_RATE, subtype="PCM_16")
-            (out / "meta.json").write_text(json.dumps({"subset": clip.subset, "annotated": clip.mask_annotated.tolist()}))
+            (out / "meta.json").write_text(
+                json.dumps({"subset": clip.subset, "annotated": clip.mask_annotated.tolist()})
+            )
             clips.append(out)
     return clips
 
@@ -163,10 +172,16 @@ class PerFileClips(torch.utils.data.Dataset):
         meta = json.loads((folder / "meta.json").read_text())
         frames = sorted(folder.glob("frame_*"))
         row = {  # the same decode + augmentation code path as the shards: only the reading differs
-            "clip_id": folder.name, "subset": meta["subset"], "split": "train", "num_frames": len(frames),
-            "category_ids": [], "frames": [f.read_bytes() for f in frames],
+            "clip_id": folder.name,
+            "subset": meta["subset"],
+            "split": "train",
+            "num_frames": len(frames),
+            "category_ids": [],
+            "frames": [f.read_bytes() for f in frames],
             "masks": [(folder / f"mask_{t}.png").read_bytes() for t in range(len(frames))],
-            "mask_annotated": meta["annotated"], "sounding": meta["annotated"], "visible_masks": None,
+            "mask_annotated": meta["annotated"],
+            "sounding": meta["annotated"],
+            "visible_masks": None,
             "audio": to_pcm16(soundfile.read(folder / "audio.wav", dtype="float32")[0].reshape(len(frames), -1)),
         }
         import pyarrow as pa
@@ -177,8 +192,13 @@ class PerFileClips(torch.utils.data.Dataset):
 
 def dataloader_rate(folders: list[Path], cfg, num_frames: int, workers: int, cold: bool) -> dict[str, float]:
     decode = DecodeClips(image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment)
-    loader = torch.utils.data.DataLoader(PerFileClips(folders, decode), batch_size=cfg.train.batch_size,
-                                         num_workers=workers, shuffle=True, collate_fn=_stack)
+    loader = torch.utils.data.DataLoader(
+        PerFileClips(folders, decode),
+        batch_size=cfg.train.batch_size,
+        num_workers=workers,
+        shuffle=True,
+        collate_fn=_stack,
+    )
     return timed_passes(lambda: iter(loader), cold)
 
 
@@ -219,8 +239,9 @@ def model_rate(cfg, num_frames: int, steps: int, ddp: bool = False) -> float:
 def _one_thread_model_rate(cfg, num_frames: int, steps: int, barrier, results, rank: int, ddp_port: int | None) -> None:
     torch.set_num_threads(1)
     if ddp_port is not None:
-        torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{ddp_port}", rank=rank,
-                                             world_size=barrier.parties)
+        torch.distributed.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{ddp_port}", rank=rank, world_size=barrier.parties
+        )
     barrier.wait()  # start together: the processes share the machine's cores and memory bandwidth
     results.put(model_rate(cfg, num_frames, steps, ddp=ddp_port is not None))
     if ddp_port is not None:
@@ -243,8 +264,10 @@ def parallel_rate(cfg, num_frames: int, steps: int, processes: int, ddp: bool = 
             port = probe.getsockname()[1]
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
-    children = [context.Process(target=_one_thread_model_rate, args=(cfg, num_frames, steps, barrier, results, rank, port))
-                for rank in range(processes)]
+    children = [
+        context.Process(target=_one_thread_model_rate, args=(cfg, num_frames, steps, barrier, results, rank, port))
+        for rank in range(processes)
+    ]
     for child in children:
         child.start()
     rates = [results.get() for _ in children]
@@ -261,8 +284,14 @@ def scratch_training(cfg, repo: Path, workers: int, scratch: Path) -> tuple[Path
     (scratch_repo / "data" / "shards").mkdir(parents=True)
     (scratch_repo / "data" / "shards" / cfg.data.dataset).symlink_to(shards_dir(cfg, repo).resolve())
     (scratch_repo / "data" / "weights").symlink_to((repo / "data" / "weights").resolve())
-    settings = {"epochs": 2, "num_workers": workers, "threads_per_worker": 1, "storage_path": str(scratch / f"ray{workers}"),
-                "tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "benchmark"}
+    settings = {
+        "epochs": 2,
+        "num_workers": workers,
+        "threads_per_worker": 1,
+        "storage_path": str(scratch / f"ray{workers}"),
+        "tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}",
+        "experiment": "benchmark",
+    }
     return scratch_repo, settings
 
 
@@ -281,7 +310,9 @@ def training_rate(cfg, repo: Path, workers: int, scratch: Path) -> list[tuple[fl
 
     ray.shutdown()
     with open(scratch_repo / "metrics" / "train_history.csv", newline="") as handle:
-        return [(float(row["train_clips_per_s"]), float(row["train_data_wait_share"])) for row in csv.DictReader(handle)]
+        return [
+            (float(row["train_clips_per_s"]), float(row["train_data_wait_share"])) for row in csv.DictReader(handle)
+        ]
 
 
 def main() -> None:
@@ -291,7 +322,9 @@ def main() -> None:
     parser.add_argument("--model-steps", type=int, default=5)
     parser.add_argument("--skip-training", action="store_true", help="leave out the 1- and 2-worker training epochs")
     parser.add_argument("--warm-only", action="store_true", help="leave out the passes after dropping the page cache")
-    parser.add_argument("--stem", default="data_throughput", help="results file name: benchmarks/results/STEM.{json,md}")
+    parser.add_argument(
+        "--stem", default="data_throughput", help="results file name: benchmarks/results/STEM.{json,md}"
+    )
     args = parser.parse_args()
     cfg = load_config(args.params)
     repo = Path(".").resolve()
@@ -317,14 +350,19 @@ def main() -> None:
         rates["model_consumption"] = model_rate(cfg, num_frames, args.model_steps)
         for processes in (1, 2):
             print(f"{processes} independent one-thread model process(es) ...", flush=True)
-            rates[f"model_{processes}_independent_processes"] = parallel_rate(cfg, num_frames, args.model_steps, processes)
+            rates[f"model_{processes}_independent_processes"] = parallel_rate(
+                cfg, num_frames, args.model_steps, processes
+            )
         print("2 one-thread model processes in a DDP group ...", flush=True)
         rates["model_2_ddp_processes"] = parallel_rate(cfg, num_frames, args.model_steps, 2, ddp=True)
         if not args.skip_training:
             for workers in (1, 2):
                 print(f"training, {workers} worker(s) ...", flush=True)
                 first, second = training_rate(cfg, repo, workers, scratch)
-                rates[f"training_{workers}_workers_first_epoch"], rates[f"training_{workers}_workers"] = first[0], second[0]
+                rates[f"training_{workers}_workers_first_epoch"], rates[f"training_{workers}_workers"] = (
+                    first[0],
+                    second[0],
+                )
                 rates[f"training_{workers}_workers_data_wait_share"] = second[1]
     write(rates, cfg, args, len(folders))
 
@@ -335,32 +373,72 @@ def write(rates: dict[str, float], cfg, args, clips: int) -> None:
         if f"ray_data_{cache}" not in rates:
             continue
         for frame_format, shipped in (("jpg", "JPEG frames (AVSS, VPO)"), ("png", "PNG frames (AVSBench S4, MS3)")):
-            checks.append((f"Ray Data >= 2x the per-file DataLoader, {shipped}, {cache} page cache",
-                           rates[f"ray_data_{cache}"] / rates[f"per_file_dataloader_{frame_format}_frames_{cache}"], 2.0))
+            checks.append(
+                (
+                    f"Ray Data >= 2x the per-file DataLoader, {shipped}, {cache} page cache",
+                    rates[f"ray_data_{cache}"] / rates[f"per_file_dataloader_{frame_format}_frames_{cache}"],
+                    2.0,
+                )
+            )
     # Over a larger dataset the fixed cost per pass weighs less: the rate with it taken out
     seconds = clips / rates["ray_data_warm"] - rates["ray_data_pass_overhead_s"]
     rates["ray_data_warm_without_pass_overhead"] = clips / seconds if seconds > 0 else float("inf")
-    checks.append(("Ray Data without its fixed cost per pass >= 2x the per-file DataLoader, JPEG frames, warm",
-                   rates["ray_data_warm_without_pass_overhead"] / rates["per_file_dataloader_jpg_frames_warm"], 2.0))
+    checks.append(
+        (
+            "Ray Data without its fixed cost per pass >= 2x the per-file DataLoader, JPEG frames, warm",
+            rates["ray_data_warm_without_pass_overhead"] / rates["per_file_dataloader_jpg_frames_warm"],
+            2.0,
+        )
+    )
     rates["decode_all_cores"] = rates["decode_one_core"] * (os.cpu_count() or 1)  # no process does anything else
-    checks.append(("the machine's decode ceiling (every core decoding, nothing else) >= 2x the per-file DataLoader, "
-                   "JPEG frames, warm: else no loader with this decode can meet the 2x target here",
-                   rates["decode_all_cores"] / rates["per_file_dataloader_jpg_frames_warm"], 2.0))
+    checks.append(
+        (
+            "the machine's decode ceiling (every core decoding, nothing else) >= 2x the per-file DataLoader, "
+            "JPEG frames, warm: else no loader with this decode can meet the 2x target here",
+            rates["decode_all_cores"] / rates["per_file_dataloader_jpg_frames_warm"],
+            2.0,
+        )
+    )
     if "training_2_workers" in rates:
-        checks.append(("2 training workers >= 1.7x one", rates["training_2_workers"] / rates["training_1_workers"], 1.7))
-    checks.append(("this machine's ceiling: 2 independent one-thread model processes >= 1.7x one",
-                   rates["model_2_independent_processes"] / rates["model_1_independent_processes"], 1.7))
-    checks.append(("2 one-thread model processes in a DDP group, no Ray, no data loading >= 1.7x one",
-                   rates["model_2_ddp_processes"] / rates["model_1_independent_processes"], 1.7))
-    result = {"benchmark": "data_throughput", "cpus": os.cpu_count(), "clips": clips, "image_size": cfg.train.image_size,
-              "batch_size": cfg.train.batch_size, "loader_workers": args.loader_workers,
-              "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
-              "targets": [{"target": name, "ratio": round(ratio, 2), "met": ratio >= goal} for name, ratio, goal in checks]}
-    lines = [f"# Data and training throughput ({os.cpu_count()} CPUs, {clips} train clips, {cfg.train.image_size} px, "
-             f"batch {cfg.train.batch_size}, one run)", "", "| path | clips/s |", "|---|---|"]
+        checks.append(
+            ("2 training workers >= 1.7x one", rates["training_2_workers"] / rates["training_1_workers"], 1.7)
+        )
+    checks.append(
+        (
+            "this machine's ceiling: 2 independent one-thread model processes >= 1.7x one",
+            rates["model_2_independent_processes"] / rates["model_1_independent_processes"],
+            1.7,
+        )
+    )
+    checks.append(
+        (
+            "2 one-thread model processes in a DDP group, no Ray, no data loading >= 1.7x one",
+            rates["model_2_ddp_processes"] / rates["model_1_independent_processes"],
+            1.7,
+        )
+    )
+    result = {
+        "benchmark": "data_throughput",
+        "cpus": os.cpu_count(),
+        "clips": clips,
+        "image_size": cfg.train.image_size,
+        "batch_size": cfg.train.batch_size,
+        "loader_workers": args.loader_workers,
+        "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
+        "targets": [{"target": name, "ratio": round(ratio, 2), "met": ratio >= goal} for name, ratio, goal in checks],
+    }
+    lines = [
+        f"# Data and training throughput ({os.cpu_count()} CPUs, {clips} train clips, {cfg.train.image_size} px, "
+        f"batch {cfg.train.batch_size}, one run)",
+        "",
+        "| path | clips/s |",
+        "|---|---|",
+    ]
     units = {"_s": " (seconds, not clips/s)", "_share": " (share of the epoch's training time, not clips/s)"}
-    lines += [f"| {k.replace('_', ' ')}{next((u for end, u in units.items() if k.endswith(end)), '')} | {v:.2f} |"
-              for k, v in rates.items()]
+    lines += [
+        f"| {k.replace('_', ' ')}{next((u for end, u in units.items() if k.endswith(end)), '')} | {v:.2f} |"
+        for k, v in rates.items()
+    ]
     lines += ["", "| target | ratio | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['ratio']} | {'yes' if t['met'] else 'no'} |" for t in result["targets"]]
     write_results(args.stem, result, "\n".join(lines) + "\n", "cpu", False)

@@ -44,21 +44,43 @@ def main() -> None:
     for side in (7, 14, 28, 56):
         tokens = torch.randn(args.frames, side * side, args.channels)
         seconds = time_once(lambda: dpc_knn(tokens, args.groups), args.repeats)
-        pooled = time_once(lambda: group_tokens(tokens, (side, side), args.groups, 5, args.grouping_tokens), args.repeats)
-        rows.append({"grid": f"{side}x{side}", "tokens": side * side, "ms_per_call": round(seconds * 1e3, 2),
-                     "ms_per_frame": round(seconds * 1e3 / args.frames, 3),
-                     "model_grouping_ms_per_frame": round(pooled * 1e3 / args.frames, 3)})
-    result = {"benchmark": "dpc_knn_cost", "device": "cpu", "threads": torch.get_num_threads(),
-              "cpus": os.cpu_count(), **vars(args), "rows": rows}
+        pooled = time_once(
+            lambda: group_tokens(tokens, (side, side), args.groups, 5, args.grouping_tokens), args.repeats
+        )
+        rows.append(
+            {
+                "grid": f"{side}x{side}",
+                "tokens": side * side,
+                "ms_per_call": round(seconds * 1e3, 2),
+                "ms_per_frame": round(seconds * 1e3 / args.frames, 3),
+                "model_grouping_ms_per_frame": round(pooled * 1e3 / args.frames, 3),
+            }
+        )
+    result = {
+        "benchmark": "dpc_knn_cost",
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        **vars(args),
+        "rows": rows,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "dpc_knn_cost.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# DPC-KNN cost (CPU, {torch.get_num_threads()} threads, {args.frames} frames per call, "
-             f"C={args.channels}, P={args.groups})", "",
-             f"Model grouping: centres on a pooled copy of at most {args.grouping_tokens} tokens, then every token "
-             "joins its nearest centre.", "",
-             "| grid | N | DPC-KNN ms per call | DPC-KNN ms per frame | model grouping ms per frame |", "|---|---|---|---|---|"]
-    lines += [f"| {r['grid']} | {r['tokens']} | {r['ms_per_call']} | {r['ms_per_frame']} | "
-              f"{r['model_grouping_ms_per_frame']} |" for r in rows]
+    lines = [
+        f"# DPC-KNN cost (CPU, {torch.get_num_threads()} threads, {args.frames} frames per call, "
+        f"C={args.channels}, P={args.groups})",
+        "",
+        f"Model grouping: centres on a pooled copy of at most {args.grouping_tokens} tokens, then every token "
+        "joins its nearest centre.",
+        "",
+        "| grid | N | DPC-KNN ms per call | DPC-KNN ms per frame | model grouping ms per frame |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['grid']} | {r['tokens']} | {r['ms_per_call']} | {r['ms_per_frame']} | "
+        f"{r['model_grouping_ms_per_frame']} |"
+        for r in rows
+    ]
     (RESULTS / "dpc_knn_cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

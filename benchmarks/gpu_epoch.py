@@ -39,13 +39,12 @@ import pyarrow.parquet as pq
 import torch
 
 from avs.config import Config, load_config
-from avs.data.preprocess import read_manifest
 from avs.data.batch import ClipBatch
+from avs.data.preprocess import read_manifest
 from avs.data.stream import DecodeClips, max_frames, shard_files
 from avs.eval.audio_cache import AudioEmbeddingCache
 from avs.model import build_model
-from avs.train.step import (freeze_audio_encoder, make_optimizer, set_training_mode, train_step, validate,
-                            warmup_cosine)
+from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode, train_step, validate, warmup_cosine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,18 +57,22 @@ def read_rows(files: list[str], with_visible: bool) -> pa.Table:
 
 def decode(rows: pa.Table, cfg: Config, num_frames: int, train: bool) -> dict[str, np.ndarray]:
     """Decoded columns of every row: augmented as for training (`train`), else resized as for validation."""
-    return DecodeClips(image_size=cfg.train.image_size, num_frames=num_frames,
-                       augment=cfg.train.augment if train else None)(rows)
+    return DecodeClips(
+        image_size=cfg.train.image_size, num_frames=num_frames, augment=cfg.train.augment if train else None
+    )(rows)
 
 
 def batches_of(columns: dict[str, np.ndarray], batch_size: int) -> list[ClipBatch]:
     count = len(columns["clip_id"])
-    return [ClipBatch.from_numpy({k: v[i:i + batch_size] for k, v in columns.items()})
-            for i in range(0, count, batch_size)]
+    return [
+        ClipBatch.from_numpy({k: v[i : i + batch_size] for k, v in columns.items()})
+        for i in range(0, count, batch_size)
+    ]
 
 
-def epoch_batches(rows: pa.Table, cfg: Config, num_frames: int, clips: int, batch_size: int,
-                  rng: np.random.Generator) -> list[ClipBatch]:
+def epoch_batches(
+    rows: pa.Table, cfg: Config, num_frames: int, clips: int, batch_size: int, rng: np.random.Generator
+) -> list[ClipBatch]:
     """`clips` freshly augmented clips drawn from `rows` in shuffled passes, in batches."""
     parts, drawn = [], 0
     while drawn < clips:
@@ -110,7 +113,9 @@ def decode_rates(rows: pa.Table, cfg: Config, num_frames: int) -> dict[str, floa
     cores = os.cpu_count() or 1
     chunks = list(range(0, rows.num_rows, 4))
     work = chunks * max(1, -(-32 * cores // len(chunks)))  # at least 32 chunks a core
-    with multiprocessing.get_context("spawn").Pool(cores, initializer=_hold_rows, initargs=(rows, cfg, num_frames)) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        cores, initializer=_hold_rows, initargs=(rows, cfg, num_frames)
+    ) as pool:
         pool.map(_decode_chunk, chunks[:1] * cores, chunksize=1)  # start-up and imports, untimed
         start = time.perf_counter()
         decoded = sum(pool.map(_decode_chunk, work, chunksize=1))
@@ -124,13 +129,16 @@ def decode_rates(rows: pa.Table, cfg: Config, num_frames: int) -> dict[str, floa
 
 # 2. and 3. epochs ----------------------------------------------------------------------------
 
+
 def build(cfg: Config, device: torch.device, steps: int, ddp: bool = False):
     torch.manual_seed(cfg.train.seed)
     network = build_model(cfg).to(device)
     cache = freeze_audio_encoder(network) if cfg.model.freeze_audio else None  # as the training loop does
     model = network
     if ddp:
-        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None
+        )
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(max(1, steps // 10), steps))
     return model, optimizer, scheduler, cache
@@ -141,34 +149,68 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_epoch(model, optimizer, scheduler, cfg: Config, batches: list[ClipBatch], device: torch.device,
-              use_bf16: bool, epoch: int, cache: AudioEmbeddingCache | None) -> dict[str, float]:
+def run_epoch(
+    model,
+    optimizer,
+    scheduler,
+    cfg: Config,
+    batches: list[ClipBatch],
+    device: torch.device,
+    use_bf16: bool,
+    epoch: int,
+    cache: AudioEmbeddingCache | None,
+) -> dict[str, float]:
     """One epoch of training steps as the loop takes them (loss terms read back every step)."""
     set_training_mode(model, cache is not None)
     sums: dict[str, float] = {}
     sync(device)
     start = time.perf_counter()
     for step, batch in enumerate(batches):
-        losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / len(batches),
-                            use_bf16, where=f"epoch {epoch} step {step}", audio_cache=cache)
+        losses = train_step(
+            model,
+            batch.to(device),
+            optimizer,
+            scheduler,
+            cfg,
+            epoch + step / len(batches),
+            use_bf16,
+            where=f"epoch {epoch} step {step}",
+            audio_cache=cache,
+        )
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.item()
     sync(device)
     seconds = time.perf_counter() - start
     clips = sum(len(b.clip_id) for b in batches)
-    return {"seconds": seconds, "clips": clips, "clips_per_s": clips / seconds,
-            "loss": sums["total"] / len(batches)}
+    return {"seconds": seconds, "clips": clips, "clips_per_s": clips / seconds, "loss": sums["total"] / len(batches)}
 
 
-def timed_epoch(cfg: Config, rows: pa.Table, num_frames: int, clips: int, batch_size: int, device: torch.device,
-                use_bf16: bool, ddp: bool = False) -> tuple[dict[str, float], torch.nn.Module, AudioEmbeddingCache | None]:
+def timed_epoch(
+    cfg: Config,
+    rows: pa.Table,
+    num_frames: int,
+    clips: int,
+    batch_size: int,
+    device: torch.device,
+    use_bf16: bool,
+    ddp: bool = False,
+) -> tuple[dict[str, float], torch.nn.Module, AudioEmbeddingCache | None]:
     """A warm-up epoch, then a timed one, of a fresh model: the timed epoch's figures (with its peak
     device memory) and the trained model."""
     rng = np.random.default_rng(cfg.train.seed)
     steps = -(-clips // batch_size)
     model, optimizer, scheduler, cache = build(cfg, device, 2 * steps, ddp)
-    run_epoch(model, optimizer, scheduler, cfg, epoch_batches(rows, cfg, num_frames, clips, batch_size, rng),
-              device, use_bf16, 0, cache)
+    run_epoch(
+        model,
+        optimizer,
+        scheduler,
+        cfg,
+        epoch_batches(rows, cfg, num_frames, clips, batch_size, rng),
+        device,
+        use_bf16,
+        0,
+        cache,
+    )
     batches = epoch_batches(rows, cfg, num_frames, clips, batch_size, rng)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -180,8 +222,9 @@ def timed_epoch(cfg: Config, rows: pa.Table, num_frames: int, clips: int, batch_
     return result, model, cache
 
 
-def ddp_epoch(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int, clips: int,
-              device: torch.device) -> dict[str, float]:
+def ddp_epoch(
+    cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int, clips: int, device: torch.device
+) -> dict[str, float]:
     """The bf16 epoch in a one-process DDP group (NCCL on a GPU), then validation through its all-reduce."""
     backend = "nccl" if device.type == "cuda" else "gloo"
     with socket.socket() as probe:
@@ -191,8 +234,9 @@ def ddp_epoch(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int
         torch.cuda.set_device(device)
     torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
-        result, model, cache = timed_epoch(cfg, rows, num_frames, clips, cfg.train.batch_size, device, device.type == "cuda",
-                                    ddp=True)
+        result, model, cache = timed_epoch(
+            cfg, rows, num_frames, clips, cfg.train.batch_size, device, device.type == "cuda", ddp=True
+        )
         scores = validate(model, val, device, device.type == "cuda", cache)
         result["val_J"] = scores["val/J"]
         result["backend"] = backend
@@ -212,8 +256,16 @@ def ddp_epoch(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int
 
 # 4. learning ---------------------------------------------------------------------------------
 
-def learning_curve(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames: int, epochs: int,
-                   device: torch.device, use_bf16: bool) -> list[dict[str, float]]:
+
+def learning_curve(
+    cfg: Config,
+    rows: pa.Table,
+    val: list[ClipBatch],
+    num_frames: int,
+    epochs: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> list[dict[str, float]]:
     """Train `epochs` epochs over `rows` from the configured weights; the loss and validation J of each."""
     rng = np.random.default_rng(cfg.train.seed)
     steps = -(-rows.num_rows // cfg.train.batch_size)
@@ -223,33 +275,57 @@ def learning_curve(cfg: Config, rows: pa.Table, val: list[ClipBatch], num_frames
         batches = epoch_batches(rows, cfg, num_frames, rows.num_rows, cfg.train.batch_size, rng)
         trained = run_epoch(model, optimizer, scheduler, cfg, batches, device, use_bf16, epoch, cache)
         scores = validate(model, val, device, use_bf16, cache)
-        history.append({"epoch": epoch, "loss": trained["loss"], "seconds": trained["seconds"],
-                        "val_J": scores["val/J"], "val_F": scores["val/F"],
-                        "val_visible_union_J": scores.get("val_visible_union/J", float("nan"))})
-        print(f"  {'bf16' if use_bf16 else 'fp32'} epoch {epoch}: loss {trained['loss']:.3f}, val J {scores['val/J']:.3f}",
-              flush=True)
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": trained["loss"],
+                "seconds": trained["seconds"],
+                "val_J": scores["val/J"],
+                "val_F": scores["val/F"],
+                "val_visible_union_J": scores.get("val_visible_union/J", float("nan")),
+            }
+        )
+        print(
+            f"  {'bf16' if use_bf16 else 'fp32'} epoch {epoch}: loss {trained['loss']:.3f}, "
+            f"val J {scores['val/J']:.3f}",
+            flush=True,
+        )
     return history
 
 
 # report --------------------------------------------------------------------------------------
 
+
 def render(result: dict) -> str:
     env = result["environment"]
-    lines = [f"# A GPU epoch of the training step ({env['device']})", "",
-             f"torch {env['torch']}, {env['cpus']} CPUs; the `train` stage's config (image {result['image_size']} px, "
-             f"{result['num_frames']} frames a clip); an epoch is {result['epoch_clips']} clips (the train split has "
-             f"{result['train_split_clips']}), drawn from {result['train_clips']} clips of {', '.join(result['train_files'])}.", ""]
+    lines = [
+        f"# A GPU epoch of the training step ({env['device']})",
+        "",
+        f"torch {env['torch']}, {env['cpus']} CPUs; the `train` stage's config (image {result['image_size']} px, "
+        f"{result['num_frames']} frames a clip); an epoch is {result['epoch_clips']} clips (the train split has "
+        f"{result['train_split_clips']}), drawn from {result['train_clips']} clips of "
+        f"{', '.join(result['train_files'])}.",
+        "",
+    ]
     if result.get("note"):
         lines += [result["note"], ""]
     if "decode" in result and "error" not in result["decode"]:
         d = result["decode"]
-        lines += ["## Decode (DecodeClips, training augmentation)", "",
-                  f"One core: {d['one_core_clips_per_s']:.0f} clips/s; {d['cores']} processes: "
-                  f"{d['all_cores_clips_per_s']:.0f} clips/s.", ""]
+        lines += [
+            "## Decode (DecodeClips, training augmentation)",
+            "",
+            f"One core: {d['one_core_clips_per_s']:.0f} clips/s; {d['cores']} processes: "
+            f"{d['all_cores_clips_per_s']:.0f} clips/s.",
+            "",
+        ]
     if "epochs" in result:
-        lines += ["## Training epochs (a warm-up epoch first; the second timed)", "",
-                  "| precision | batch | seconds | clips/s | peak GiB | x fp32, same batch | decode on all cores / GPU rate |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Training epochs (a warm-up epoch first; the second timed)",
+            "",
+            "| precision | batch | seconds | clips/s | peak GiB | x fp32, same batch "
+            "| decode on all cores / GPU rate |",
+            "|---|---|---|---|---|---|---|",
+        ]
         done = [e for e in result["epochs"] if "error" not in e]
         fp32 = {e["batch_size"]: e["clips_per_s"] for e in done if e["precision"] == "fp32"}
         feed = result.get("decode", {}).get("all_cores_clips_per_s")
@@ -259,23 +335,33 @@ def render(result: dict) -> str:
                 continue
             ratio = f"{e['clips_per_s'] / fp32[e['batch_size']]:.2f}" if e["batch_size"] in fp32 else "-"
             fed = f"{feed / e['clips_per_s']:.1f}" if feed else "-"
-            lines.append(f"| {e['precision']} | {e['batch_size']} | {e['seconds']:.2f} | {e['clips_per_s']:.1f} | "
-                         f"{e.get('peak_memory_gib', float('nan')):.2f} | {ratio} | {fed} |")
+            lines.append(
+                f"| {e['precision']} | {e['batch_size']} | {e['seconds']:.2f} | {e['clips_per_s']:.1f} | "
+                f"{e.get('peak_memory_gib', float('nan')):.2f} | {ratio} | {fed} |"
+            )
         lines.append("")
     if "ddp" in result and "error" not in result["ddp"]:
         e = result["ddp"]
-        lines += [f"## One-process DDP ({e['backend']})", "",
-                  f"{e['precision']}, batch {e['batch_size']}: {e['seconds']:.2f} s, {e['clips_per_s']:.1f} clips/s; "
-                  f"validation of the model after its two epochs, through the group's all-reduce: J {e['val_J']:.3f}.", ""]
+        lines += [
+            f"## One-process DDP ({e['backend']})",
+            "",
+            f"{e['precision']}, batch {e['batch_size']}: {e['seconds']:.2f} s, {e['clips_per_s']:.1f} clips/s; "
+            f"validation of the model after its two epochs, through the group's all-reduce: J {e['val_J']:.3f}.",
+            "",
+        ]
     if "learning" in result:
         curves = {k: v for k, v in result["learning"].items() if isinstance(v, list) and v}
-        lines += [f"## Learning on the {result['train_clips']} training clips, validated on {result['val_clips']} "
-                  f"clips of {', '.join(result['val_files'])}", "",
-                  "| epoch | bf16 loss | bf16 J | fp32 loss | fp32 J | visible union J |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Learning on the {result['train_clips']} training clips, validated on {result['val_clips']} "
+            f"clips of {', '.join(result['val_files'])}",
+            "",
+            "| epoch | bf16 loss | bf16 J | fp32 loss | fp32 J | visible union J |",
+            "|---|---|---|---|---|---|",
+        ]
         for epoch in range(max((len(c) for c in curves.values()), default=0)):
             cells = []
             for precision in ("bf16", "fp32"):
-                row = curves.get(precision, [])[epoch:epoch + 1]
+                row = curves.get(precision, [])[epoch : epoch + 1]
                 cells += [f"{row[0]['loss']:.3f}", f"{row[0]['val_J']:.3f}"] if row else ["-", "-"]
             union = next(c[epoch]["val_visible_union_J"] for c in curves.values() if len(c) > epoch)
             lines.append(f"| {epoch} | {' | '.join(cells)} | {union:.3f} |")
@@ -319,12 +405,20 @@ def main() -> None:
     val_columns = decode(read_rows(val_files, with_visible=True), cfg, num_frames, train=False)
     val = batches_of(val_columns, cfg.train.batch_size)
     result: dict = {
-        "benchmark": "gpu_epoch", "image_size": cfg.train.image_size, "num_frames": num_frames, "epoch_clips": epoch_clips, "train_split_clips": split_clips,
+        "benchmark": "gpu_epoch",
+        "image_size": cfg.train.image_size,
+        "num_frames": num_frames,
+        "epoch_clips": epoch_clips,
+        "train_split_clips": split_clips,
         "train_files": ["/".join(Path(f).parts[-2:]) for f in train_files],
         "val_files": ["/".join(Path(f).parts[-2:]) for f in val_files],
-        "train_clips": rows.num_rows, "val_clips": len(val_columns["clip_id"]),
-        "environment": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-                        "torch": torch.__version__, "cpus": os.cpu_count()},
+        "train_clips": rows.num_rows,
+        "val_clips": len(val_columns["clip_id"]),
+        "environment": {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+        },
     }
 
     def measure(what: str, run, **labels):
@@ -345,10 +439,14 @@ def main() -> None:
     for precision in args.precisions.split(",") if "epochs" in sections else []:
         result.setdefault("epochs", [])
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            result["epochs"].append(measure(
-                f"epoch: {precision}, batch {batch_size}",
-                lambda: timed_epoch(cfg, rows, num_frames, epoch_clips, batch_size, device, precision == "bf16")[0],
-                precision=precision, batch_size=batch_size))
+            result["epochs"].append(
+                measure(
+                    f"epoch: {precision}, batch {batch_size}",
+                    lambda: timed_epoch(cfg, rows, num_frames, epoch_clips, batch_size, device, precision == "bf16")[0],
+                    precision=precision,
+                    batch_size=batch_size,
+                )
+            )
             write(result, args.results)
 
     if "ddp" in sections:
@@ -361,7 +459,8 @@ def main() -> None:
         for precision in ("bf16", "fp32"):
             result["learning"][precision] = measure(
                 f"learning: {precision}",
-                lambda: learning_curve(cfg, rows, val, num_frames, learn_epochs, device, precision == "bf16"))
+                lambda: learning_curve(cfg, rows, val, num_frames, learn_epochs, device, precision == "bf16"),
+            )
             write(result, args.results)
     print(render(result))
 

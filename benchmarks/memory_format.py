@@ -20,12 +20,16 @@ import time
 from collections.abc import Callable
 
 import torch
+from model_cost import (
+    device_label,
+    make_inputs,
+    write_results,
+)  # benchmarks/model_cost.py: same inputs and results files
 
 from avs.config import Config, load_config
 from avs.eval.inference import inference_size
 from avs.model import build_model, compute_losses
 from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode
-from model_cost import device_label, make_inputs, write_results  # benchmarks/model_cost.py: same inputs and results files
 
 LAYOUTS = {"NCHW": torch.contiguous_format, "NHWC (channels-last, the default)": torch.channels_last}
 
@@ -102,8 +106,13 @@ def main() -> None:
             for name in models:
                 seconds.setdefault((work, name), []).append(timed(lambda: fn(name), args.device))
     result = {
-        "benchmark": "memory_format", "device": device_label(args.device), "cpus": os.cpu_count(), **vars(args),
-        "clips": cfg.train.batch_size, "frames": frames, "train_size": cfg.train.image_size,
+        "benchmark": "memory_format",
+        "device": device_label(args.device),
+        "cpus": os.cpu_count(),
+        **vars(args),
+        "clips": cfg.train.batch_size,
+        "frames": frames,
+        "train_size": cfg.train.image_size,
         "test_size": inference_size(cfg),
         "seconds": {f"{work} | {name}": round(statistics.median(v), 4) for (work, name), v in seconds.items()},
     }
@@ -112,11 +121,16 @@ def main() -> None:
 
 def render(result: dict) -> str:
     names = list(LAYOUTS)
-    lines = [f"# Convolution weight layout ({result['device']}, {'bf16' if result['bf16'] else 'fp32'}, median of "
-             f"{result['rounds']} interleaved rounds)", "",
-             f"One batch of {result['clips']} clips x {result['frames']} frames: the train step at "
-             f"{result['train_size']} px (forward, losses, backward, AdamW), inference at {result['test_size']} px.", "",
-             f"| work | {names[0]} s | {names[1]} s | NHWC time / NCHW time |", "|---|---|---|---|"]
+    lines = [
+        f"# Convolution weight layout ({result['device']}, {'bf16' if result['bf16'] else 'fp32'}, median of "
+        f"{result['rounds']} interleaved rounds)",
+        "",
+        f"One batch of {result['clips']} clips x {result['frames']} frames: the train step at "
+        f"{result['train_size']} px (forward, losses, backward, AdamW), inference at {result['test_size']} px.",
+        "",
+        f"| work | {names[0]} s | {names[1]} s | NHWC time / NCHW time |",
+        "|---|---|---|---|",
+    ]
     for work in ("train step", "inference"):
         nchw, nhwc = (result["seconds"][f"{work} | {name}"] for name in names)
         lines.append(f"| {work} | {nchw} | {nhwc} | {nhwc / nchw:.2f} |")

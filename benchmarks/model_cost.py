@@ -36,10 +36,18 @@ VARIANTS = {
 }
 MODELS = {
     "cpu default (efficientnet_lite0, aisfx)": {},
-    "paper scale (pvt_v2_b5, vggish)": {"backbone": "pvt_v2_b5", "audio_encoder": "vggish", "freeze_audio": False,
-                                        "decoder_dim": 256},
-    "paper scale (resnet50, vggish)": {"backbone": "resnet50", "audio_encoder": "vggish", "freeze_audio": False,
-                                       "decoder_dim": 256},
+    "paper scale (pvt_v2_b5, vggish)": {
+        "backbone": "pvt_v2_b5",
+        "audio_encoder": "vggish",
+        "freeze_audio": False,
+        "decoder_dim": 256,
+    },
+    "paper scale (resnet50, vggish)": {
+        "backbone": "resnet50",
+        "audio_encoder": "vggish",
+        "freeze_audio": False,
+        "decoder_dim": 256,
+    },
 }
 
 
@@ -88,7 +96,9 @@ def step(model: torch.nn.Module, cfg: Config, inputs: tuple, backward: bool, bf1
         set_training_mode(model, cfg.model.freeze_audio)
         with autocast:
             outputs = model(frames, audio)
-            loss = compute_losses(outputs, masks, torch.ones(masks.shape[:2], dtype=torch.bool, device=masks.device), cfg.loss, 5.0)
+            loss = compute_losses(
+                outputs, masks, torch.ones(masks.shape[:2], dtype=torch.bool, device=masks.device), cfg.loss, 5.0
+            )
         loss["total"].backward()
         model.zero_grad(set_to_none=True)
     else:
@@ -170,9 +180,13 @@ def breakdown(model_params: dict, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model = build_model(make_config(model_params, {})).to(args.device).eval()
     inputs = make_inputs(args.clips, args.frames, args.size, args.device)
-    parts = {"audio encoder": [model.audio], "backbone stages": list(model.visual.stages),
-             "AMA": list(model.alignments.values()), "decoder + mask head": [model.decoder, model.mask_head],
-             "UE (temporal attention + evidence)": [model.uncertainty]}
+    parts = {
+        "audio encoder": [model.audio],
+        "backbone stages": list(model.visual.stages),
+        "AMA": list(model.alignments.values()),
+        "decoder + mask head": [model.decoder, model.mask_head],
+        "UE (temporal attention + evidence)": [model.uncertainty],
+    }
     totals = collections.defaultdict(float)
 
     def clock() -> float:  # a GPU runs ahead of the host: wait for its work so that each module gets its own
@@ -183,7 +197,9 @@ def breakdown(model_params: dict, args: argparse.Namespace) -> dict:
     for part, modules in parts.items():
         for module in modules:
             module.register_forward_pre_hook(lambda m, i: setattr(m, "_start", clock()))
-            module.register_forward_hook(lambda m, i, o, part=part: totals.__setitem__(part, totals[part] + clock() - m._start))
+            module.register_forward_hook(
+                lambda m, i, o, part=part: totals.__setitem__(part, totals[part] + clock() - m._start)
+            )
     step(model, None, inputs, False, args.bf16)
     totals.clear()
     start = time.perf_counter()
@@ -205,29 +221,49 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="which models (default: all)")
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="which models (default: all)"
+    )
     args = parser.parse_args()
-    result = {"benchmark": "model_cost", "device": device_label(args.device), "cpus": os.cpu_count(), **vars(args), "models": {}}
+    result = {
+        "benchmark": "model_cost",
+        "device": device_label(args.device),
+        "cpus": os.cpu_count(),
+        **vars(args),
+        "models": {},
+    }
     for label in args.models:
         params = MODELS[label]
         print(f"{label} ...", flush=True)
         timing = time_variants(params, args)
         memory = peak_memory(params, args)
-        result["models"][label] = {"ms_per_frame": timing, "peak_memory_mib": memory, "parameters_m": parameter_counts(params),
-                                   "breakdown_ms_per_frame": breakdown(params, args)}
+        result["models"][label] = {
+            "ms_per_frame": timing,
+            "peak_memory_mib": memory,
+            "parameters_m": parameter_counts(params),
+            "breakdown_ms_per_frame": breakdown(params, args),
+        }
     write_results("model_cost", result, render(result), args.device, args.bf16)
 
 
 def render(result: dict) -> str:
-    lines = [f"# Model cost: AMA and UE against the baseline ({result['device']}, {result['clips']} clip of "
-             f"{result['frames']} frames at {result['size']} px, {'bf16' if result['bf16'] else 'fp32'}, median of "
-             f"{result['rounds']} interleaved rounds)", "",
-             "Times are ms per frame; ratios are against the baseline of the same model, from the same run. "
-             "Memory is the peak growth during one forward+backward (MiB).", ""]
+    lines = [
+        f"# Model cost: AMA and UE against the baseline ({result['device']}, {result['clips']} clip of "
+        f"{result['frames']} frames at {result['size']} px, {'bf16' if result['bf16'] else 'fp32'}, median of "
+        f"{result['rounds']} interleaved rounds)",
+        "",
+        "Times are ms per frame; ratios are against the baseline of the same model, from the same run. "
+        "Memory is the peak growth during one forward+backward (MiB).",
+        "",
+    ]
     for label, data in result["models"].items():
         base = data["ms_per_frame"]["baseline"]
-        lines += [f"## {label}", "", "| variant | forward | x baseline | fwd+bwd | x baseline | peak memory |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {label}",
+            "",
+            "| variant | forward | x baseline | fwd+bwd | x baseline | peak memory |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, times in data["ms_per_frame"].items():
             lines.append(
                 f"| {name} | {times['forward']} | {times['forward'] / base['forward']:.2f} | "
@@ -237,10 +273,17 @@ def render(result: dict) -> str:
         added = data["ms_per_frame"]["full"]["forward"] / base["forward"] - 1
         verdict = "met" if added <= 0.25 else "not met"
         counts = data["parameters_m"]
-        lines += ["", f"AMA + UE add {added:.0%} to the forward time (target: at most 25 %: {verdict}).",
-                  f"Parameters (millions): backbone {counts['backbone']}, AMA {counts['AMA']} "
-                  f"({counts['AMA'] / counts['backbone']:.2f}x the backbone), UE {counts['UE']}.", "",
-                  "Where the full model's forward time goes (ms per frame):", "", "| part | ms |", "|---|---|"]
+        lines += [
+            "",
+            f"AMA + UE add {added:.0%} to the forward time (target: at most 25 %: {verdict}).",
+            f"Parameters (millions): backbone {counts['backbone']}, AMA {counts['AMA']} "
+            f"({counts['AMA'] / counts['backbone']:.2f}x the backbone), UE {counts['UE']}.",
+            "",
+            "Where the full model's forward time goes (ms per frame):",
+            "",
+            "| part | ms |",
+            "|---|---|",
+        ]
         lines += [f"| {part} | {ms} |" for part, ms in data["breakdown_ms_per_frame"].items()]
         lines.append("")
     return "\n".join(lines)

@@ -31,11 +31,17 @@ def measure(source, cfg, workers: int, repeats: int) -> dict:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
-            manifest = preprocess_source(source, Path(scratch) / "shards", replace(cfg, num_workers=workers), progress=False)
+            manifest = preprocess_source(
+                source, Path(scratch) / "shards", replace(cfg, num_workers=workers), progress=False
+            )
             seconds = time.perf_counter() - start
         if best is None or seconds < best["seconds"]:
-            best = {"workers": workers, "seconds": round(seconds, 2), "clips": manifest["clips"],
-                    "shard_mb": round(manifest["bytes"] / 1e6, 1)}
+            best = {
+                "workers": workers,
+                "seconds": round(seconds, 2),
+                "clips": manifest["clips"],
+                "shard_mb": round(manifest["bytes"] / 1e6, 1),
+            }
     best["clips_per_s"] = round(best["clips"] / best["seconds"], 1)
     best["shard_mb_per_s"] = round(best["shard_mb"] / best["seconds"], 2)
     return best
@@ -56,15 +62,23 @@ def main() -> None:
         "image_size": cfg.preprocess.image_size,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
         "runs": runs,
-        "speedup": {f"{r['workers']}_vs_{runs[0]['workers']}": round(runs[0]["seconds"] / r["seconds"], 2) for r in runs},
+        "speedup": {
+            f"{r['workers']}_vs_{runs[0]['workers']}": round(runs[0]["seconds"] / r["seconds"], 2) for r in runs
+        },
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "preprocess_throughput.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# Preprocess throughput ({source.name}, {result['machine']['cpus']} CPUs, best of {args.repeats})", "",
-             "| workers | clips | seconds | clips/s | shard MB | MB/s | speed-up |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Preprocess throughput ({source.name}, {result['machine']['cpus']} CPUs, best of {args.repeats})",
+        "",
+        "| workers | clips | seconds | clips/s | shard MB | MB/s | speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
-        lines.append(f"| {run['workers']} | {run['clips']} | {run['seconds']} | {run['clips_per_s']} | {run['shard_mb']} "
-                     f"| {run['shard_mb_per_s']} | {runs[0]['seconds'] / run['seconds']:.2f}x |")
+        lines.append(
+            f"| {run['workers']} | {run['clips']} | {run['seconds']} | {run['clips_per_s']} | {run['shard_mb']} "
+            f"| {run['shard_mb_per_s']} | {runs[0]['seconds'] / run['seconds']:.2f}x |"
+        )
     (RESULTS / "preprocess_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -48,8 +48,13 @@ def write_model_folder(folder: Path, **model) -> Path:
     from avs.config import config_from_dict, config_to_dict
     from avs.model import build_model
 
-    cfg = config_from_dict({"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 4]}, **model},
-                            "train": {"image_size": 64}, "evaluate": {"image_size": 80}})
+    cfg = config_from_dict(
+        {
+            "model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 4]}, **model},
+            "train": {"image_size": 64},
+            "evaluate": {"image_size": 80},
+        }
+    )
     torch_model = build_model(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(folder / "model.safetensors"))
@@ -74,9 +79,20 @@ def dvc(project: Path, *args: str, env: dict[str, str] | None = None, timeout: f
     import subprocess
     import sys
 
-    env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(project)}
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(project),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return result.stdout + result.stderr
 
@@ -93,10 +109,16 @@ def make_tiny_project(project: Path) -> Path:
         shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", project)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["stamps"].update(image_size=64, clips={"s4": 6, "ms3": 6, "hard": 6},
-                            deb_dir=str(REPO / ".cache/debs"), unpack_dir=str(REPO / ".cache/tuxpaint-stamps"))
+    params["stamps"].update(
+        image_size=64,
+        clips={"s4": 6, "ms3": 6, "hard": 6},
+        deb_dir=str(REPO / ".cache/debs"),
+        unpack_dir=str(REPO / ".cache/tuxpaint-stamps"),
+    )
     params["preprocess"].update(image_size=64, num_workers=1)
-    params["model"].update(decoder_dim=16, ama={**params["model"]["ama"], "groups": [4, 4, 4, 2], "grouping_tokens": 64})
+    params["model"].update(
+        decoder_dim=16, ama={**params["model"]["ama"], "groups": [4, 4, 4, 2], "grouping_tokens": 64}
+    )
     params["train"].update(epochs=1, image_size=48, batch_size=2, threads_per_worker=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)

@@ -39,7 +39,7 @@ def smooth_frame(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
     base = rng.uniform(40, 200, 3)
     image = base + np.stack([x, y, (x + y) / 2], axis=-1) * rng.uniform(0.3, 1.0)
     top, left = rng.integers(0, size // 2, 2)
-    image[top:top + size // 3, left:left + size // 3] = rng.uniform(0, 255, 3)
+    image[top : top + size // 3, left : left + size // 3] = rng.uniform(0, 255, 3)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -93,8 +93,7 @@ def write_s4(root: Path, seed: int = 0, clips: list[tuple[str, str, str]] = S4_C
         audio = _wav(root / f"s4_data/audio_wav/{split}/{category}/{name}.wav", audio)
         masks[~np.array(annotated)] = 0
         expected[f"s4/{name}"] = Expected(split, masks, annotated, frames, audio, [categories[category]])
-    _csv(root / "s4_meta_data.csv", ["name", "start_time", "category", "split"],
-         [[n, "0", c, s] for n, c, s in clips])
+    _csv(root / "s4_meta_data.csv", ["name", "start_time", "category", "split"], [[n, "0", c, s] for n, c, s in clips])
     return expected
 
 
@@ -160,37 +159,72 @@ def write_avss(root: Path, seed: int = 2, clips: list[tuple[str, str, str, int]]
         frames = np.stack([np.asarray(Image.open(clip_dir / "frames" / f"{i}.jpg")) for i in range(frames_n)])
         ids = sorted({int(c) for c in np.unique(masks) if c})
         expected[f"{label}/{uid}"] = Expected(split, masks, annotated, frames, audio, ids)
-    _csv(root / "metadata.csv", ["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"],
-         [[f"yt_{uid}", uid, "0", "0", "x", split, label] for label, uid, split, _ in clips])
+    _csv(
+        root / "metadata.csv",
+        ["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"],
+        [[f"yt_{uid}", uid, "0", "0", "x", split, label] for label, uid, split, _ in clips],
+    )
     return expected
 
 
-VPO_CLASSES = ["airplane", "baby", "bird", "bus", "car", "cat", "cell phone", "cow", "dog", "elephant",
-               "female", "horse", "keyboard", "male", "motorcycle", "mouse", "sheep", "skateboard",
-               "sports ball", "tennis racket", "zebra"]
+VPO_CLASSES = [
+    "airplane",
+    "baby",
+    "bird",
+    "bus",
+    "car",
+    "cat",
+    "cell phone",
+    "cow",
+    "dog",
+    "elephant",
+    "female",
+    "horse",
+    "keyboard",
+    "male",
+    "motorcycle",
+    "mouse",
+    "sheep",
+    "skateboard",
+    "sports ball",
+    "tennis racket",
+    "zebra",
+]
 # (cateName, COCO-style cateId) as the release's CSVs pair them
 VPO_IDS = {"dog": 18, "cat": 17, "male": 92, "female": 93, "car": 3, "horse": 19}
 # subset -> images: (img_Id, split, [(cateName, ann_Id, vgg_file, audio_pos, multi_instance)])
 VPO_IMAGES = {
-    "ss": [(139, "train", [("dog", 101, "dog_a", 0.3, None)]), (285, "val", [("cat", 7, "cat_a", 0.7, None)]),
-           (632, "train", [("dog", 55, "dog_b", 0.5, None)]), (724, "train", [("horse", 9, "horse_a", 0.2, None)]),
-           (776, "train", [("cat", 12, "cat_b", 0.9, None)]), (801, "val", [("horse", 31, "horse_b", 0.4, None)])],
-    "ms": [(1001, "train", [("male", 5, "male_a", 0.2, None), ("dog", 6, "dog_a", 0.8, None)]),
-           (1002, "train", [("car", 8, "car_a", 0.5, None)]),
-           (1003, "val", [("female", 3, "female_a", 0.1, None), ("male", 4, "male_b", 0.6, None)]),
-           (1004, "train", [("cat", 2, "cat_a", 0.5, None)]), (1005, "train", [("horse", 1, "horse_a", 0.4, None)]),
-           (1006, "val", [("dog", 7, "dog_b", 0.3, None)])],
-    "msmi": [(2001, "train", [("male", 5, "male_a", 0.2, 1), ("male", 6, "male_b", 0.8, 1)]),
-             (2002, "train", [("dog", 8, "dog_a", 0.5, 0)]),  # single-instance: its files are in VPO-MS
-             (2003, "val", [("female", 3, "female_a", 0.1, 1), ("car", 4, "car_a", 0.6, 1)]),
-             (2004, "train", [("cat", 2, "cat_a", 0.5, 0)]), (2005, "train", [("horse", 1, "horse_a", 0.4, 1)]),
-             (2006, "val", [("horse", 9, "horse_b", 0.7, 0)])],
+    "ss": [
+        (139, "train", [("dog", 101, "dog_a", 0.3, None)]),
+        (285, "val", [("cat", 7, "cat_a", 0.7, None)]),
+        (632, "train", [("dog", 55, "dog_b", 0.5, None)]),
+        (724, "train", [("horse", 9, "horse_a", 0.2, None)]),
+        (776, "train", [("cat", 12, "cat_b", 0.9, None)]),
+        (801, "val", [("horse", 31, "horse_b", 0.4, None)]),
+    ],
+    "ms": [
+        (1001, "train", [("male", 5, "male_a", 0.2, None), ("dog", 6, "dog_a", 0.8, None)]),
+        (1002, "train", [("car", 8, "car_a", 0.5, None)]),
+        (1003, "val", [("female", 3, "female_a", 0.1, None), ("male", 4, "male_b", 0.6, None)]),
+        (1004, "train", [("cat", 2, "cat_a", 0.5, None)]),
+        (1005, "train", [("horse", 1, "horse_a", 0.4, None)]),
+        (1006, "val", [("dog", 7, "dog_b", 0.3, None)]),
+    ],
+    "msmi": [
+        (2001, "train", [("male", 5, "male_a", 0.2, 1), ("male", 6, "male_b", 0.8, 1)]),
+        (2002, "train", [("dog", 8, "dog_a", 0.5, 0)]),  # single-instance: its files are in VPO-MS
+        (2003, "val", [("female", 3, "female_a", 0.1, 1), ("car", 4, "car_a", 0.6, 1)]),
+        (2004, "train", [("cat", 2, "cat_a", 0.5, 0)]),
+        (2005, "train", [("horse", 1, "horse_a", 0.4, 1)]),
+        (2006, "val", [("horse", 9, "horse_b", 0.7, 0)]),
+    ],
 }
 VPO_WAV_SECONDS = 10.0
 
 
-def write_vpo(root: Path, subset: str = "ss", seed: int = 3, stereo: bool = False,
-              semantic: bool = False) -> dict[str, Expected]:
+def write_vpo(
+    root: Path, subset: str = "ss", seed: int = 3, stereo: bool = False, semantic: bool = False
+) -> dict[str, Expected]:
     """VPO as cyh-0/CAVP reads it: the `_stereo` CSV in VPO/VPO-{SUB}/, JPEGs and masks of
     COCO category ids (255 on a border ring) named `{img:012d}[_{ann:012d}]`, per class in
     VPO-SS, MSMI's single-instance rows in VPO-MS, 10 s wavs in VGGSound/audios/. Expected: one
@@ -211,8 +245,9 @@ def write_vpo(root: Path, subset: str = "ss", seed: int = 3, stereo: bool = Fals
                 data_dir, mask_dir = data_dir / name, mask_dir / name
             Image.fromarray(image).save(_mkdir(data_dir) / f"{img_id:012d}.jpg", quality=95)
             instance = blob_mask(rng)
-            ring = (np.maximum.reduce([np.roll(instance, shift, axis) for shift in (-1, 1) for axis in (0, 1)])
-                    > instance)
+            ring = (
+                np.maximum.reduce([np.roll(instance, shift, axis) for shift in (-1, 1) for axis in (0, 1)]) > instance
+            )
             stored = instance * VPO_IDS[name]
             stored[ring] = 255
             _png(mask_dir / f"{img_id:012d}_{ann:012d}.png", stored.astype(np.uint8))
@@ -221,16 +256,19 @@ def write_vpo(root: Path, subset: str = "ss", seed: int = 3, stereo: bool = Fals
             if wav not in waves:
                 waves[wav] = _wav(root / "VGGSound" / "audios" / f"{wav}.wav", tone(rng, VPO_WAV_SECONDS))
             middle = len(waves[wav]) // 2
-            window = waves[wav][middle - 3 * RATE // 2: middle - 3 * RATE // 2 + 3 * RATE]
+            window = waves[wav][middle - 3 * RATE // 2 : middle - 3 * RATE // 2 + 3 * RATE]
             left += window * ((1 - pos) if stereo else 1)
             right += window * pos
-            rows.append([name, str(img_id), str(ann), str(VPO_IDS[name]), wav, split, str(pos)]
-                        + ([str(multi)] if subset == "msmi" else []))
+            rows.append(
+                [name, str(img_id), str(ann), str(VPO_IDS[name]), wav, split, str(pos)]
+                + ([str(multi)] if subset == "msmi" else [])
+            )
         audio = np.concatenate([left, right]) if stereo else left
         decoded = np.asarray(Image.open(next(root.glob(f"VPO/*/data/**/{img_id:012d}.jpg"))))[None]
         ids = sorted({1 + VPO_CLASSES.index(n) for n, *_ in sources})
         expected[f"vpo_{subset}/{img_id:012d}"] = Expected(
-            "test" if split == "val" else split, truth[None], [True], decoded, audio.reshape(-1, RATE), ids)
+            "test" if split == "val" else split, truth[None], [True], decoded, audio.reshape(-1, RATE), ids
+        )
     base.mkdir(parents=True, exist_ok=True)
     _csv(base / f"vpo_{subset}_data_stereo.csv", header, rows)
     return expected

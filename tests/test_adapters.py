@@ -115,8 +115,11 @@ def test_avss_label_map_numbering(tmp_path):
     label_map.write_text(json.dumps({n: i for i, n in enumerate(layouts.AVSS_NAMES)}))  # a 0-based copy
     assert open_source(cfg, tmp_path / "AVSS").categories["class_01"] == 1
     label_map.write_text(json.dumps({n: i for i, n in enumerate(layouts.AVSS_NAMES, start=2)}))
-    with pytest.raises(DataError, match=r"label2idx.json: expected 71 classes numbered 1..71 .*found 71 entries "
-                                        r"with ids 2..72"):
+    with pytest.raises(
+        DataError,
+        match=r"label2idx.json: expected 71 classes numbered 1..71 .*found 71 entries "
+        r"with ids 2..72",
+    ):
         open_source(cfg, tmp_path / "AVSS")
     label_map.write_text(json.dumps({n: min(i, 70) for i, n in enumerate(layouts.AVSS_NAMES, start=1)}))
     with pytest.raises(DataError, match=r"id 70 used more than once"):
@@ -127,8 +130,13 @@ def test_avss_label_map_numbering(tmp_path):
 @pytest.mark.parametrize("stereo, semantic", [(False, False), (True, True)])
 def test_vpo_as_cavp_reads_it(tmp_path, subset, stereo, semantic):
     expected = layouts.write_vpo(tmp_path / "VPO_root", subset, stereo=stereo, semantic=semantic)
-    cfg = DataConfig(dataset=f"vpo_{subset}", root="x", vpo_val_fraction=0.0,
-                     vpo_audio="stereo" if stereo else "mono", vpo_labels="semantic" if semantic else "binary")
+    cfg = DataConfig(
+        dataset=f"vpo_{subset}",
+        root="x",
+        vpo_val_fraction=0.0,
+        vpo_audio="stereo" if stereo else "mono",
+        vpo_labels="semantic" if semantic else "binary",
+    )
     source = open_source(cfg, tmp_path / "VPO_root")
     assert (source.label_kind, source.num_classes) == (("semantic", 22) if semantic else ("binary", 2))
     decoded = _round_trip(source, tmp_path)
@@ -164,8 +172,11 @@ def test_vpo_bad_input_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"000000001002_000000000008.png: category id 3 is not among"):
         load_clip(clip)
     csv_path.write_text(text.replace("1003,3,93,female_a,val", "1003,3,93,female_a,train"))
-    with pytest.raises(DataError, match=r"vpo_ms_data_stereo.csv: vpo_ms_data_stereo.csv line \d+: image 1003 "
-                                        r"is listed in splits \['train', 'val'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"vpo_ms_data_stereo.csv: vpo_ms_data_stereo.csv line \d+: image 1003 "
+        r"is listed in splits \['train', 'val'\]",
+    ):
         open_source(cfg, tmp_path / "VPO_root")
 
 

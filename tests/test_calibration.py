@@ -41,7 +41,7 @@ def test_auroc_matches_sklearn_and_batching_does_not_matter():
     parts = CalibrationMeter()
     for i in range(6):
         part = CalibrationMeter()
-        part.update(binary(p[i:i + 1]), y[i:i + 1], u[i:i + 1])
+        part.update(binary(p[i : i + 1]), y[i : i + 1], u[i : i + 1])
         parts.merge(part.state())
     expected = roc_auc_score(errors.flatten().numpy(), u.flatten().numpy())
     assert whole.compute()["auroc_u"] == pytest.approx(expected, abs=2e-3)  # u binned in 1/1000

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# the hand-written pages, found rather than listed so that a new one is checked too (benchmarks/results/*.md are generated)
-PAGES = sorted(str(page.relative_to(ROOT)) for pattern in ("README.md", "benchmarks/README.md", "docs/*.md", "infra/**/README.md")
-               for page in ROOT.glob(pattern))
+# the hand-written pages, found rather than listed so that a new one is checked too
+# (benchmarks/results/*.md are generated)
+PAGES = sorted(
+    str(page.relative_to(ROOT))
+    for pattern in ("README.md", "benchmarks/README.md", "docs/*.md", "infra/**/README.md")
+    for page in ROOT.glob(pattern)
+)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#+ (.*)$", re.MULTILINE)
 
@@ -30,7 +34,11 @@ def broken_links(page: Path) -> list[str]:
         linked = (page.parent / file) if file else page
         if not linked.exists():
             broken.append(f"{target} (no such file)")
-        elif fragment and linked.suffix == ".md" and fragment not in {anchor(h) for h in HEADING.findall(linked.read_text())}:
+        elif (
+            fragment
+            and linked.suffix == ".md"
+            and fragment not in {anchor(h) for h in HEADING.findall(linked.read_text())}
+        ):
             broken.append(f"{target} (no such heading)")
     return broken
 

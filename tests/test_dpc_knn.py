@@ -73,7 +73,9 @@ def test_equals_tcformer_on_random_tokens(seed):
         np.testing.assert_array_equal(result.centres[b][result.assignment[b]].numpy(), centres[assignment].numpy())
 
 
-def assert_no_collapse(assignment: torch.Tensor, num_groups: int, largest_share: float, min_groups: int | None = None) -> None:
+def assert_no_collapse(
+    assignment: torch.Tensor, num_groups: int, largest_share: float, min_groups: int | None = None
+) -> None:
     """Every frame uses at least `min_groups` (default: all P) groups and none of them holds more
     than `largest_share` of the tokens."""
     for frame in assignment:

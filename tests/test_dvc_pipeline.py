@@ -37,12 +37,22 @@ def test_repro_runs_once_and_reruns_only_what_changed(project):
     assert (project / "data/raw/stamps/s4_meta_data.csv").is_file()
     assert (project / "models/stamps/model.safetensors").is_file()
     metrics = _dvc(project, "metrics", "show")
-    assert "val_J" in metrics and "test.J" in metrics and "calibration.final.ece" in metrics and "robustness.muted_J" in metrics
+    assert (
+        "val_J" in metrics
+        and "test.J" in metrics
+        and "calibration.final.ece" in metrics
+        and "robustness.muted_J" in metrics
+    )
     assert "reliability" in _dvc(project, "plots", "show", "--json")
     registered = json.loads((project / "reports/stamps/registered.json").read_text())
     assert registered["uri"] == "models:/avs-stamps/1"
-    listing = subprocess.run([sys.executable, "-m", "avs.cli", "models"], cwd=project, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(project)})
+    listing = subprocess.run(
+        [sys.executable, "-m", "avs.cli", "models"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(project)},
+    )
     assert listing.returncode == 0 and listing.stdout.splitlines()[1].split()[0] == "1", listing.stdout + listing.stderr
 
     again = _dvc(project, "repro")

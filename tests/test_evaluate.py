@@ -12,13 +12,17 @@ import pytest
 
 from avs.config import config_from_dict
 from avs.paths import report_dir
-from tests.conftest import evaluate_and_log
 from avs.track.registry import CHAMPION, RegistryError, list_versions, promote, register, resolve_model_folder
+from tests.conftest import evaluate_and_log
 
 
 def config(**registry):
-    return config_from_dict({"evaluate": {"batch_size": 3, "overlays": 2, "noise_snr_db": [10.0], "image_size": 72},
-                             "registry": {"model_name": "avs-test", "max_ece": 1.0, **registry}})  # an untrained model
+    return config_from_dict(
+        {
+            "evaluate": {"batch_size": 3, "overlays": 2, "noise_snr_db": [10.0], "image_size": 72},
+            "registry": {"model_name": "avs-test", "max_ece": 1.0, **registry},
+        }
+    )  # an untrained model
 
 
 def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
@@ -31,9 +35,30 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
         assert written[section] == pytest.approx(metrics[section], nan_ok=True)
     test, calibration, robustness = metrics["test"], metrics["calibration"], metrics["robustness"]
     assert metrics["clips"] > 0 and test["frames"] > 0
-    assert metrics["protocol"] == {"image_size": 72, "flip": True, "guided_kernel": 21, "guided_eps": 1e-4}  # the model was trained at 64 px
-    for key in ("J", "F", "compat_J", "compat_F", "dataset_J", "dataset_F", "dataset_J&F", "s4_J", "ms3_J", "hard_J",
-                "raw_J", "raw_F", "transition_J", "transition_F", "raw_transition_J", "raw_transition_F"):
+    assert metrics["protocol"] == {
+        "image_size": 72,
+        "flip": True,
+        "guided_kernel": 21,
+        "guided_eps": 1e-4,
+    }  # the model was trained at 64 px
+    for key in (
+        "J",
+        "F",
+        "compat_J",
+        "compat_F",
+        "dataset_J",
+        "dataset_F",
+        "dataset_J&F",
+        "s4_J",
+        "ms3_J",
+        "hard_J",
+        "raw_J",
+        "raw_F",
+        "transition_J",
+        "transition_F",
+        "raw_transition_J",
+        "raw_transition_F",
+    ):
         assert 0.0 <= test[key] <= 1.0, key
     for name in ("final", "raw", "final_transition", "raw_transition"):
         row = calibration[name]
@@ -45,7 +70,9 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     assert robustness["clean_J"] == test["J"]
     attribution = metrics["attribution"]  # the stamps set has visible masks: hard frames always qualify
     assert attribution["hard_frames"] > 0 and 0.0 <= attribution["hard_pick_rate"] <= 1.0
-    assert 0.0 <= attribution["hard_mixed_J"] <= 1.0 and 0.0 < attribution["hard_mixed_union_J"] < 1.0  # a silent object is in view
+    assert (
+        0.0 <= attribution["hard_mixed_J"] <= 1.0 and 0.0 < attribution["hard_mixed_union_J"] < 1.0
+    )  # a silent object is in view
     assert attribution["all_frames"] >= attribution["hard_frames"] + attribution.get("ms3_frames", 0)
     rows = list(csv.DictReader(open(model_repo / "metrics" / "robustness.csv")))
     assert [r["condition"] for r in rows] == ["clean", "muted", "swapped", "noise_10db"]
@@ -59,7 +86,9 @@ def test_evaluate_writes_metrics_plots_and_logs_to_mlflow(model_repo):
     logged = client.get_run(run_id).data.metrics
     assert logged["test/J"] == pytest.approx(test["J"])
     assert client.get_run(run_id).data.tags["avs.test_time"] == "72 px, flip-averaged, guided filter 21 px"
-    assert "calibration/final/ece" in logged and "robustness/muted_J" in logged and "attribution/hard_pick_rate" in logged
+    assert (
+        "calibration/final/ece" in logged and "robustness/muted_J" in logged and "attribution/hard_pick_rate" in logged
+    )
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/evaluate.json", "evaluation/reliability.png", "evaluation/overlays"} <= artifacts
 
@@ -87,10 +116,19 @@ def registry_round_trip(repo: Path, uri: str) -> None:
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/avs-test@{CHAMPION}")
-    out = model.predict({"frames": np.random.rand(1, 2, 3, 64, 64).astype(np.float32),
-                         "audio": np.random.randn(1, 2, 16000).astype(np.float32) * 0.1})
+    out = model.predict(
+        {
+            "frames": np.random.rand(1, 2, 3, 64, 64).astype(np.float32),
+            "audio": np.random.randn(1, 2, 16000).astype(np.float32) * 0.1,
+        }
+    )
     assert out["probability"].shape == out["uncertainty"].shape == (1, 2, 64, 64)
-    assert model.model_config == {"image_size": 72, "flip": True, "guided_kernel": 21, "guided_eps": 1e-4}  # as evaluate ran it
+    assert model.model_config == {
+        "image_size": 72,
+        "flip": True,
+        "guided_kernel": 21,
+        "guided_eps": 1e-4,
+    }  # as evaluate ran it
     assert ((0 <= out["probability"]) & (out["probability"] <= 1)).all()
 
 
@@ -104,8 +142,14 @@ def test_register_promote_and_load_by_alias(model_repo, capsys):
     registry_round_trip(model_repo, uri)
 
     params = model_repo / "cli.yaml"
-    params.write_text(json.dumps({"registry": {"model_name": "avs-test", "min_improvement": 0.5, "max_ece": 1.0},
-                                  "train": {"tracking_uri": uri}}))
+    params.write_text(
+        json.dumps(
+            {
+                "registry": {"model_name": "avs-test", "min_improvement": 0.5, "max_ece": 1.0},
+                "train": {"tracking_uri": uri},
+            }
+        )
+    )
     capsys.readouterr()
     assert main(["--params", str(params), "promote", "--version", "1"]) == 3  # the gate refuses: exit 3
     assert "v1: not promoted: test J" in capsys.readouterr().out
@@ -186,22 +230,45 @@ def test_the_champion_loads_outside_the_checkout_and_serves_over_http(model_repo
     assert promote(config(), uri=uri).promoted
     script = OUTSIDE_THE_CHECKOUT.format(repo=str(REPO.resolve()), uri=uri)
     env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "OK (1, 2, 64, 64) (1, 2, 64, 64)" in done.stdout
 
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/avs-test@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/avs-test@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env={**env, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        body = json.dumps({"inputs": {"frames": np.random.rand(1, 2, 3, 64, 64).tolist(),
-                                      "audio": (np.random.randn(1, 2, 16000) * 0.1).tolist()}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
-                                         {"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "inputs": {
+                    "frames": np.random.rand(1, 2, 3, 64, 64).tolist(),
+                    "audio": (np.random.randn(1, 2, 16000) * 0.1).tolist(),
+                }
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+        )
         deadline = time.monotonic() + 180
         while True:
             try:

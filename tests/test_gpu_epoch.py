@@ -15,14 +15,39 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_gpu_epoch_benchmark_dry_run_on_cpu(stamps_repo, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 4]}},
-                                      "train": {"image_size": 64, "batch_size": 2}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 4]}},
+                "train": {"image_size": 64, "batch_size": 2},
+            }
+        )
+    )
     out = tmp_path / "results"
     subprocess.run(
-        [sys.executable, "benchmarks/gpu_epoch.py", "--device", "cpu", "--params", str(params),
-         "--shards", str(stamps_repo / "data" / "shards" / "stamps"), "--epoch-clips", "4", "--batch-sizes", "2",
-         "--precisions", "fp32,bf16", "--learn-epochs", "1", "--results", str(out)],
-        cwd=REPO, check=True, timeout=600,
+        [
+            sys.executable,
+            "benchmarks/gpu_epoch.py",
+            "--device",
+            "cpu",
+            "--params",
+            str(params),
+            "--shards",
+            str(stamps_repo / "data" / "shards" / "stamps"),
+            "--epoch-clips",
+            "4",
+            "--batch-sizes",
+            "2",
+            "--precisions",
+            "fp32,bf16",
+            "--learn-epochs",
+            "1",
+            "--results",
+            str(out),
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=600,
     )
     result = json.loads((out / "gpu_epoch.json").read_text())
     assert "errors" not in result

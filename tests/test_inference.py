@@ -13,7 +13,9 @@ from avs.model import build_model
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    cfg = config_from_dict({"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}}})
+    cfg = config_from_dict(
+        {"model": {"backbone_weights": None, "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}}}
+    )
     return build_model(cfg).eval()
 
 
@@ -46,7 +48,9 @@ def test_any_frame_size_comes_back_at_that_size(model):
     frames, audio = inputs(48, 80)
     with torch.inference_mode():
         got = segment(model, frames, audio, size=64, flip=False)
-        direct = model(torch.nn.functional.interpolate(frames[0], size=(64, 64), mode="bilinear", antialias=True)[None], audio)
+        direct = model(
+            torch.nn.functional.interpolate(frames[0], size=(64, 64), mode="bilinear", antialias=True)[None], audio
+        )
     assert got["logits"].shape == (1, 2, 1, 48, 80) and got["uncertainty"].shape == (1, 2, 48, 80)
     # the maps are the model's 64 px maps resized: their means agree closely
     assert got["logits"].mean().item() == pytest.approx(direct["logits"].mean().item(), abs=0.05)
@@ -56,7 +60,9 @@ def test_inference_size_defaults_to_the_training_size():
     assert inference_size(config_from_dict({"train": {"image_size": 96}, "evaluate": {"image_size": 160}})) == 160
     assert inference_size(config_from_dict({"train": {"image_size": 96}, "evaluate": {"image_size": None}})) == 96
     model = config_from_dict({"train": {"image_size": 96}, "evaluate": {"image_size": 160}})
-    assert inference_size(model, config_from_dict({"evaluate": {"image_size": 200}}).evaluate) == 200  # current params win
+    assert (
+        inference_size(model, config_from_dict({"evaluate": {"image_size": 200}}).evaluate) == 200
+    )  # current params win
 
 
 def square_scene(size: int = 64):

@@ -1,11 +1,11 @@
-"""infra/: the manifests parse, name what they must, run commands that exist, and ask for the resources the params need."""
+"""infra/: the manifests parse, name what they must, run commands that exist, and ask for the
+resources the params need."""
 
 from __future__ import annotations
 
 import re
 import shlex
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 import yaml
@@ -151,7 +151,9 @@ def test_the_tracking_server_the_ray_manifests_name_exists_and_accepts_that_host
     for uri in uris:
         host_port = uri.removeprefix("http://").rstrip("/")
         name, namespace, *_ = host_port.split(":")[0].split(".")
-        assert (name, namespace) in services, f"{uri}: no Service {name} in namespace {namespace} in infra/mlflow/k8s.yaml"
+        assert (name, namespace) in services, (
+            f"{uri}: no Service {name} in namespace {namespace} in infra/mlflow/k8s.yaml"
+        )
         assert host_port in allowed, f"{uri}: the server's --allowed-hosts does not include {host_port}"
     assert "--allowed-hosts" in load("mlflow/compose.yaml")["services"]["mlflow"]["command"]
     assert "MLFLOW_TRACKING_URI=http://" in " ".join(load("ray/cluster-aws.yaml")["docker"]["run_options"])

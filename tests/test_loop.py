@@ -31,7 +31,16 @@ def test_wait_clock_keeps_counting_across_iterables_and_stops_on_exhaustion():
 
 
 def test_epoch_summary_names_the_epoch_loss_validation_and_speed():
-    metrics = {"epoch": 2, "train/total": 12.345, "val/J": 0.5, "val/F": 0.6, "val_ms3/J": 0.41, "val_s4/J": 0.8,
-               "val_s4/F": 0.9, "val_ms3_visible_union/J": 0.7, "train/clips_per_s": 3.456}
+    metrics = {
+        "epoch": 2,
+        "train/total": 12.345,
+        "val/J": 0.5,
+        "val/F": 0.6,
+        "val_ms3/J": 0.41,
+        "val_s4/J": 0.8,
+        "val_s4/F": 0.9,
+        "val_ms3_visible_union/J": 0.7,
+        "train/clips_per_s": 3.456,
+    }
     line = epoch_summary(metrics, epochs=10, seconds=95.4)
     assert line == "avs train: epoch 2 (3/10): loss 12.35, val J 0.500 (ms3 0.410, s4 0.800), 3.46 clips/s, 95 s"

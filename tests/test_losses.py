@@ -36,8 +36,12 @@ def _alignment(audio, groups, occupied=None) -> Alignment:
     groups = torch.tensor(groups)[None]
     occupied = torch.ones(groups.shape[:2], dtype=torch.bool) if occupied is None else torch.tensor([occupied])
     return Alignment(
-        features=torch.zeros(1, 2, 2, 2), relevance=torch.zeros(groups.shape[:2]), groups=groups,
-        audio=torch.tensor([audio]), assignment=torch.tensor([[0, 0, 1, 1]]), occupied=occupied,
+        features=torch.zeros(1, 2, 2, 2),
+        relevance=torch.zeros(groups.shape[:2]),
+        groups=groups,
+        audio=torch.tensor([audio]),
+        assignment=torch.tensor([[0, 0, 1, 1]]),
+        occupied=occupied,
         compact=torch.zeros(1, 2),
     )
 
@@ -145,8 +149,13 @@ def test_binding_loss_skips_unlabelled_and_empty_frames_and_same_clip_negatives(
     second = binding_loss(audio[1:], pixels[1:], masks[1:], labelled[1:], clip[1:], tau=0.1)
     assert within_only.item() == pytest.approx((first + second).item() / 2, rel=1e-5)
     # frame 1 unlabelled or empty: it is left out entirely
-    for masks_, labelled_ in ((masks, torch.tensor([True, False])), (masks * torch.tensor([1, 0])[:, None, None], labelled)):
-        assert binding_loss(audio, pixels, masks_, labelled_, clip, tau=0.1).item() == pytest.approx(first.item(), rel=1e-5)
+    for masks_, labelled_ in (
+        (masks, torch.tensor([True, False])),
+        (masks * torch.tensor([1, 0])[:, None, None], labelled),
+    ):
+        assert binding_loss(audio, pixels, masks_, labelled_, clip, tau=0.1).item() == pytest.approx(
+            first.item(), rel=1e-5
+        )
     pixels.requires_grad_(True)
     none = binding_loss(audio, pixels, masks, torch.tensor([False, False]), clip, tau=0.1)
     none.backward()
@@ -161,9 +170,17 @@ def test_training_targets_are_the_sounding_or_every_visible_object():
     sounding[:, :, :4] = 1
     visible = sounding.clone()
     visible[:, :, 6:] = 1  # a silent object too
-    batch = ClipBatch(frames=torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8), audio=torch.zeros(2, 3, 16000),
-                      masks=sounding, labelled=torch.tensor([[True, True, False]] * 2), sounding=torch.ones(2, 3, dtype=torch.bool),
-                      visible=visible, has_visible=torch.tensor([True, True]), subset=["ms3", "ms3"], clip_id=["a", "b"])
+    batch = ClipBatch(
+        frames=torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8),
+        audio=torch.zeros(2, 3, 16000),
+        masks=sounding,
+        labelled=torch.tensor([[True, True, False]] * 2),
+        sounding=torch.ones(2, 3, dtype=torch.bool),
+        visible=visible,
+        has_visible=torch.tensor([True, True]),
+        subset=["ms3", "ms3"],
+        clip_id=["a", "b"],
+    )
     masks, labelled = training_targets(batch, "sounding")
     assert torch.equal(masks, sounding.long()) and torch.equal(labelled, batch.labelled)
     masks, labelled = training_targets(batch, "visible")
@@ -199,8 +216,13 @@ def test_seg_raw_trains_the_raw_logits_where_uncertainty_mutes_the_final_ones():
     evidence = torch.zeros(b, t, 2, size, size)  # total uncertainty: p' = (1 - u) sigmoid(m) = 0 whatever m is
 
     def outputs() -> dict:
-        return {"logits": down_weighted_logits(raw, evidence), "mask_logits": raw, "evidence": evidence,
-                "alignments": {}, "binding": None}
+        return {
+            "logits": down_weighted_logits(raw, evidence),
+            "mask_logits": raw,
+            "evidence": evidence,
+            "alignments": {},
+            "binding": None,
+        }
 
     terms = compute_losses(outputs(), masks, labelled, LossConfig(lambda_unc=0.0, seg_raw=0.0))
     assert "seg_raw" not in terms
@@ -212,7 +234,10 @@ def test_seg_raw_trains_the_raw_logits_where_uncertainty_mutes_the_final_ones():
     seg = segmentation_loss(raw.flatten(0, 1), masks.flatten(0, 1))
     expected = 5 * seg["bce"] + 5 * seg["dice"] + 2 * seg["iou"]
     assert terms["seg_raw"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert terms["total"].item() == pytest.approx(terms["bce"].item() * 5 + terms["dice"].item() * 5
-                                                  + terms["iou"].item() * 2 + 0.5 * expected.item(), rel=1e-6)
+    assert terms["total"].item() == pytest.approx(
+        terms["bce"].item() * 5 + terms["dice"].item() * 5 + terms["iou"].item() * 2 + 0.5 * expected.item(), rel=1e-6
+    )
     grad = torch.autograd.grad(terms["total"], raw)[0]
-    assert grad[masks[:, :, None] == 1].max() < 0 and grad[masks[:, :, None] == 0].min() > 0  # raised inside, lowered outside
+    assert (
+        grad[masks[:, :, None] == 1].max() < 0 and grad[masks[:, :, None] == 0].min() > 0
+    )  # raised inside, lowered outside

@@ -144,8 +144,14 @@ def test_resampled_audio_does_not_depend_on_the_cpus_simd():
         lowered["OPENBLAS_CORETYPE"] = "Nehalem"
     digests = []
     for extra in ({}, lowered):
-        run = subprocess.run([sys.executable, "-c", RESAMPLE_SCRIPT], env={**os.environ, **extra}, cwd=REPO,
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", RESAMPLE_SCRIPT],
+            env={**os.environ, **extra},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         digests.append(run.stdout.strip())
     assert digests == [RESAMPLED_MD5, RESAMPLED_MD5]
 

@@ -41,7 +41,7 @@ def test_matches_the_protocol_and_ignores_batching():
     for batch in (1, 5, 12):
         meter = BinaryMeter()
         for start in range(0, 12, batch):
-            meter.update(probs[start:start + batch], truth[start:start + batch])
+            meter.update(probs[start : start + batch], truth[start : start + batch])
         scores = meter.compute()
         assert scores["J"] == pytest.approx(expected_j, abs=1e-9)
         assert scores["F"] == pytest.approx(expected_f, abs=1e-9)
@@ -79,7 +79,9 @@ def test_compat_averages_per_batch_like_the_avsbench_code():
     for start, end in batches:
         meter.update(probs[start:end], truth[start:end])
     per_batch = [reference(probs[s:e], truth[s:e]) for s, e in batches]
-    assert meter.compute()["J"] == pytest.approx(sum(j for j, _ in per_batch) / 2, abs=1e-6)  # the reference divides in float32
+    assert meter.compute()["J"] == pytest.approx(
+        sum(j for j, _ in per_batch) / 2, abs=1e-6
+    )  # the reference divides in float32
     assert meter.compute()["F"] == pytest.approx(sum(f for _, f in per_batch) / 2, abs=1e-7)
     exact = BinaryMeter()
     exact.update(probs, truth)
@@ -128,7 +130,10 @@ def test_avss_compat_over_all_classes_with_padded_frames():
     meter.update(pred, truth)
     # class 0: IoU 1, 3/4, 1 over 3 frames; 1: 1/2; 2: 1/2; 3: 0 (frame 1 only); 4: never, so 0.
     assert meter.compute()["J"] == pytest.approx(((1 + 0.75 + 1) / 3 + 0.5 + 0.5 + 0 + 0) / 5)
-    f = lambda p, r: 1.3 * p * r / (0.3 * p + r)
+
+    def f(p, r):
+        return 1.3 * p * r / (0.3 * p + r)
+
     assert meter.compute()["F"] == pytest.approx(((1 + f(1, 0.75) + 1) / 3 + f(1, 0.5) + f(0.5, 1)) / 5)
     torch.manual_seed(3)
     truth, pred = torch.randint(0, 6, (7, 5, 5)), torch.randint(0, 6, (7, 5, 5))
@@ -151,8 +156,11 @@ def test_semantic_meter_hand_computed():
     meter.update(pred[1:], truth[1:])
     # class 0: frame 0 IoU 1, frame 1 IoU 3/4; class 1: IoU 1/2 (frame 0 only); class 2: 1/2; class 3: 0 (frame 1)
     expected_j = ((1 + 0.75) / 2 + 0.5 + 0.5 + 0.0) / 4
+
     # F (beta^2 = 0.3): class 0 frame 1 P = 1, R = 3/4; class 1 P = 1, R = 1/2; class 2 P = 1/2, R = 1
-    f = lambda p, r: 1.3 * p * r / (0.3 * p + r)
+    def f(p, r):
+        return 1.3 * p * r / (0.3 * p + r)
+
     expected_f = ((1 + f(1, 0.75)) / 2 + f(1, 0.5) + f(0.5, 1) + 0.0) / 4
     scores = meter.compute()
     assert scores["classes"] == 4  # class 4 never occurs and does not count
@@ -175,12 +183,15 @@ def test_dataset_meter_accumulates_over_the_set():
     # over the set: foreground TP 1, FP 1, FN 1 -> IoU 1/3; background TP 5, FP 1, FN 1 -> IoU 5/7
     scores = meter.compute()
     assert scores["J"] == pytest.approx((1 / 3 + 5 / 7) / 2)
-    f = lambda p, r: 1.3 * p * r / (0.3 * p + r)
+
+    def f(p, r):
+        return 1.3 * p * r / (0.3 * p + r)
+
     assert scores["F"] == pytest.approx((f(1 / 2, 1 / 2) + f(5 / 6, 5 / 6)) / 2)
     assert scores["J&F"] == pytest.approx((scores["J"] + scores["F"]) / 2)
     one_by_one = DatasetMeter(num_classes=2)
     for i in range(2):
-        one_by_one.update(pred[i:i + 1], truth[i:i + 1])
+        one_by_one.update(pred[i : i + 1], truth[i : i + 1])
     assert one_by_one.compute() == pytest.approx(scores)
 
 

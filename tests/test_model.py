@@ -62,7 +62,9 @@ def test_shapes_finite_and_gradients_everywhere(backbone, num_classes):
             assert torch.isfinite(value).all(), name
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
-    without = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    without = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert without == []
 
 
@@ -101,7 +103,16 @@ def test_ablation_switches_give_the_four_variants():
     assert set(losses) == {"bce", "dice", "iou", "bind", "total"}  # the similarity is in every variant [ours]
 
     _, out, losses = run(full)
-    assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "seg_raw", "bind", "total"}  # seg_raw: only with UE [ours]
+    assert set(losses) == {
+        "bce",
+        "dice",
+        "iou",
+        "cst",
+        "unc",
+        "seg_raw",
+        "bind",
+        "total",
+    }  # seg_raw: only with UE [ours]
     u = out["uncertainty"][:, :, None]
     expected = (1 - u) * torch.sigmoid(out["mask_logits"])  # p' = (1 - u) sigmoid(m)
     assert torch.allclose(torch.sigmoid(out["logits"]), expected, atol=1e-6)
@@ -122,7 +133,9 @@ def test_similarity_switch_and_which_logits_it_raises(monkeypatch):
 
     from avs.model.similarity import AudioPixelSimilarity
 
-    cfg = config_from_dict({**_plain(tiny_config(ue={"enabled": False})), "data": {"dataset": "avss", "root": "/unused"}})
+    cfg = config_from_dict(
+        {**_plain(tiny_config(ue={"enabled": False})), "data": {"dataset": "avss", "root": "/unused"}}
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     video, audio = torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 16000) * 0.1
@@ -263,7 +276,9 @@ def test_bf16_autocast_forward_and_backward():
     model = build_model(cfg)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = model(torch.rand(1, 2, 3, 64, 64), torch.randn(1, 2, 16000) * 0.1)
-        losses = compute_losses(outputs, torch.randint(0, 2, (1, 2, 64, 64)), torch.ones(1, 2, dtype=torch.bool), cfg.loss)
+        losses = compute_losses(
+            outputs, torch.randint(0, 2, (1, 2, 64, 64)), torch.ones(1, 2, dtype=torch.bool), cfg.loss
+        )
     losses["total"].backward()
     assert torch.isfinite(losses["total"]) and torch.isfinite(outputs["uncertainty"]).all()
 
@@ -327,7 +342,9 @@ def test_temporal_attention_is_multi_head_attention_across_frames_at_each_pixel(
         reference.out_proj.bias.copy_(attention.out.bias)
     x = features.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)  # (B*H*W, T, C)
     normed = attention.norm(x + attention.position[:t])
-    expected = (x + reference(normed, normed, normed, need_weights=False)[0]).reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
+    expected = (
+        (x + reference(normed, normed, normed, need_weights=False)[0]).reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
+    )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
     weights = torch.randn_like(got)
@@ -435,13 +452,25 @@ def test_paper_profile_is_exactly_the_methods_model():
     those parts are set to, and keeps the paper's loss terms only."""
     from avs.config import PAPER_PROFILE
 
-    cfg = config_from_dict({**_plain(tiny_config(similarity_dim=64, refine_dim=16)), "model": {
-        **_plain(tiny_config())["model"], "profile": "paper", "similarity_dim": 64, "refine_dim": 16}})
+    cfg = config_from_dict(
+        {
+            **_plain(tiny_config(similarity_dim=64, refine_dim=16)),
+            "model": {**_plain(tiny_config())["model"], "profile": "paper", "similarity_dim": 64, "refine_dim": 16},
+        }
+    )
     for (section, key), value in PAPER_PROFILE.items():
         assert getattr(getattr(cfg, section), key) == value, (section, key)
     model, out, losses = run(cfg)
     assert model.similarity is None and model.refiner is None and out["binding"] is None
     assert {name.split(".")[0] for name, _ in model.named_children()} == {
-        "visual", "audio", "alignments", "decoder", "audio_query", "compact_query", "mask_head", "uncertainty"}
+        "visual",
+        "audio",
+        "alignments",
+        "decoder",
+        "audio_query",
+        "compact_query",
+        "mask_head",
+        "uncertainty",
+    }
     assert set(losses) == {"bce", "dice", "iou", "cst", "unc", "total"}
     assert run(tiny_config())[0].similarity is not None  # ours: the additions stay

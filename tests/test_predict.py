@@ -47,14 +47,33 @@ def test_predict_writes_masks_overlay_and_summary(model_folder, tmp_path):
 
     video = write_video(tmp_path / "in.mp4", seconds=7)
     out = tmp_path / "out"
-    assert main(["--no-progress", "predict", str(video), "--model", str(model_folder), "--out", str(out), "--clip-seconds", "5"]) == 0
+    assert (
+        main(
+            [
+                "--no-progress",
+                "predict",
+                str(video),
+                "--model",
+                str(model_folder),
+                "--out",
+                str(out),
+                "--clip-seconds",
+                "5",
+            ]
+        )
+        == 0
+    )
     masks = sorted((out / "masks").glob("*.png"))
     assert len(masks) == 7  # clips cover seconds 0-4 and 2-6: every second once at least
     assert np.asarray(Image.open(masks[0])).shape == (48, 64)
     assert set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 255}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seconds"] == 7 and len(summary["per_second"]) == 7
-    assert (summary["image_size"], summary["flip"], summary["guided_kernel"]) == (80, True, 21)  # the model's evaluate settings
+    assert (summary["image_size"], summary["flip"], summary["guided_kernel"]) == (
+        80,
+        True,
+        21,
+    )  # the model's evaluate settings
     assert all(0 <= s["mean_uncertainty"] <= 1 for s in summary["per_second"])
     overlay = decord.VideoReader(str(out / "overlay.mp4"))
     assert len(overlay) == 7 * 4 and overlay[0].shape == (48, 128, 3)  # frame | uncertainty side by side

@@ -19,16 +19,26 @@ pytestmark = pytest.mark.slow
 
 S4 = [("clipA", "dog", "train"), ("clipB", "baby", "val"), ("clipC", "dog", "test"), ("clipD", "baby", "test")]
 MS3 = [("vid001", "train", False), ("vid002", "test", True), ("vid003", "val", False), ("vid004", "test", False)]
-AVSS = [("v1s", "uidS", "train", 5), ("v2", "uidT", "train", 10), ("v1m", "uidM", "val", 5),
-        ("v2", "uidV", "test", 10), ("v1m", "uidN", "test", 5)]
+AVSS = [
+    ("v1s", "uidS", "train", 5),
+    ("v2", "uidT", "train", 10),
+    ("v1m", "uidM", "val", 5),
+    ("v2", "uidV", "test", 10),
+    ("v1m", "uidN", "test", 5),
+]
 LAYOUTS = {
     "avsbench_s4": (lambda root: layouts.write_s4(root, clips=S4), {}),
     "avsbench_ms3": (lambda root: layouts.write_ms3(root, clips=MS3), {}),
     "avss": (lambda root: layouts.write_avss(root, clips=AVSS), {}),
     "vpo_ss": (lambda root: layouts.write_vpo(root, "ss"), {"vpo_val_fraction": 0.25}),
-    "vpo_ms": (lambda root: layouts.write_vpo(root, "ms", stereo=True), {"vpo_val_fraction": 0.25, "vpo_audio": "stereo"}),
-    "vpo_msmi": (lambda root: layouts.write_vpo(root, "msmi", semantic=True),
-                 {"vpo_val_fraction": 0.25, "vpo_labels": "semantic"}),
+    "vpo_ms": (
+        lambda root: layouts.write_vpo(root, "ms", stereo=True),
+        {"vpo_val_fraction": 0.25, "vpo_audio": "stereo"},
+    ),
+    "vpo_msmi": (
+        lambda root: layouts.write_vpo(root, "msmi", semantic=True),
+        {"vpo_val_fraction": 0.25, "vpo_labels": "semantic"},
+    ),
 }
 
 
@@ -41,11 +51,10 @@ def _one_training_step(cfg, repo: Path) -> dict[str, float]:
     from safetensors.torch import save_file
 
     from avs.config import config_to_dict
-    from avs.paths import shards_dir
     from avs.data.stream import max_frames, shard_files
     from avs.eval.evaluate import decoded_batches
     from avs.model import build_model
-    from avs.paths import model_dir
+    from avs.paths import model_dir, shards_dir
     from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode, train_step
 
     files = shard_files(shards_dir(cfg, repo), "train")
@@ -67,21 +76,34 @@ def _one_training_step(cfg, repo: Path) -> dict[str, float]:
 def _config(dataset: str, root: Path, repo: Path, data: dict):
     from avs.config import config_from_dict
 
-    return config_from_dict({
-        "data": {"dataset": dataset, "root": str(root), **data},
-        "preprocess": {"image_size": 48, "num_workers": 1},
-        "model": {"backbone_weights": None, "decoder_dim": 16, "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}},
-        "train": {"epochs": 1, "batch_size": 2, "image_size": 48, "num_workers": 1, "threads_per_worker": 1,
-                  "storage_path": str(repo / "ray"), "tracking_uri": f"sqlite:///{repo / 'mlflow.db'}"},
-        "evaluate": {"image_size": 48, "batch_size": 2, "overlays": 1, "noise_snr_db": [10.0]},
-    })
+    return config_from_dict(
+        {
+            "data": {"dataset": dataset, "root": str(root), **data},
+            "preprocess": {"image_size": 48, "num_workers": 1},
+            "model": {
+                "backbone_weights": None,
+                "decoder_dim": 16,
+                "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64},
+            },
+            "train": {
+                "epochs": 1,
+                "batch_size": 2,
+                "image_size": 48,
+                "num_workers": 1,
+                "threads_per_worker": 1,
+                "storage_path": str(repo / "ray"),
+                "tracking_uri": f"sqlite:///{repo / 'mlflow.db'}",
+            },
+            "evaluate": {"image_size": 48, "batch_size": 2, "overlays": 1, "noise_snr_db": [10.0]},
+        }
+    )
 
 
 @pytest.mark.parametrize("dataset", list(LAYOUTS))
 def test_published_layout_trains_and_evaluates(dataset, tmp_path):
     from avs.data.stages import fetch, preprocess
-    from tests.conftest import evaluate_and_log
     from avs.train.run import train
+    from tests.conftest import evaluate_and_log
 
     write, data = LAYOUTS[dataset]
     expected = write(tmp_path / "release")

@@ -39,10 +39,9 @@ def _clip() -> tuple[np.ndarray, np.ndarray]:
 
 def current_outputs(root: Path) -> dict[str, np.ndarray]:
     """The served wrapper's outputs on the fixed clip and `avs predict`'s on a fixed video."""
+    from avs.predict import predict_video
     from avs.track.pyfunc_model import SoundingObjectSegmenter
     from tests.test_predict import write_video
-
-    from avs.predict import predict_video
 
     folder = _model_folder(root)
     served = SoundingObjectSegmenter()

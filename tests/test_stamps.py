@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 
 from avs.data.clip import load_clip
+from avs.data.sources.stamps import load_stamps_source
 from avs.data.stamps.assets import (
-    LOOKALIKE_GROUPS, STAMPS_SUBDIR, Stamp, find_deb, load_stamps, same_recordings, unpack_deb,
+    LOOKALIKE_GROUPS,
+    STAMPS_SUBDIR,
+    Stamp,
+    find_deb,
+    load_stamps,
+    same_recordings,
+    unpack_deb,
 )
 from avs.data.stamps.build import build_stamps
-from avs.data.sources.stamps import load_stamps_source
 from tests.conftest import REPO, small_stamps_config
 
 SOUNDING_DBFS = -35.0  # sounding seconds are mixed at -20 dBFS, silent ones hold -50 dBFS noise
@@ -65,7 +71,9 @@ def test_shared_recordings_are_found(package_stamps):
 def test_no_clip_holds_two_stamps_with_one_recording(stamps_root, package_stamps):
     pairs = same_recordings(package_stamps)
     subsets = json.loads((stamps_root / "sources.json").read_text())["summary"]["subsets"]
-    compositions = [c["composition"].split("|")[0].split("+") for s in ("ms3", "hard") for c in subsets[s]["compositions"].values()]
+    compositions = [
+        c["composition"].split("|")[0].split("+") for s in ("ms3", "hard") for c in subsets[s]["compositions"].values()
+    ]
     assert compositions and all(len(objects) >= 2 for objects in compositions)
     for objects in compositions:
         assert not any(frozenset((a, b)) in pairs for a in objects for b in objects if a != b), objects
@@ -102,7 +110,9 @@ def test_test_compositions_are_unseen_in_training(stamps_root):
     summary = json.loads((stamps_root / "sources.json").read_text())["summary"]
     for subset in ("s4", "ms3", "hard"):
         clips = summary["subsets"][subset]["compositions"].values()
-        by_split = {split: {c["composition"] for c in clips if c["split"] == split} for split in ("train", "val", "test")}
+        by_split = {
+            split: {c["composition"] for c in clips if c["split"] == split} for split in ("train", "val", "test")
+        }
         assert by_split["test"] and by_split["train"], subset
         assert not by_split["test"] & by_split["train"], subset
         assert not by_split["val"] & by_split["train"], subset

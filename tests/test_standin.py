@@ -31,8 +31,13 @@ def load_standin():
 def s3_keys(env: dict[str, str], prefix: str) -> list[str]:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     pages = client.get_paginator("list_objects_v2").paginate(Bucket="avs", Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
@@ -94,8 +99,13 @@ def test_pipeline_through_s3_remote_two_ray_nodes_and_mlflow_server(tmp_path):
         assert "test_J" in version.tags
         run = client.get_run(version.run_id)
         assert "test/J" in run.data.metrics and "val/J" in run.data.metrics  # training and evaluation in one run
-        promote = subprocess.run([sys.executable, "-m", "avs.cli", "promote"], cwd=project, capture_output=True,
-                                 text=True, env={**env, "PATH": f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin:/bin"})
+        promote = subprocess.run(
+            [sys.executable, "-m", "avs.cli", "promote"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env={**env, "PATH": f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin:/bin"},
+        )
         assert promote.returncode == 0 and "promoted to @champion" in promote.stdout, promote.stdout + promote.stderr
         endpoints = (env["AWS_ENDPOINT_URL"], uri)
     assert not any(listening(url) for url in endpoints), "the stand-in left a server running"
@@ -133,8 +143,13 @@ def test_a_hidden_node_sees_the_code_but_none_of_the_drivers_files(tmp_path):
     (tmp_path / "standin").mkdir()
 
     def look(*nodes: str) -> dict[str, dict[str, bool]]:
-        done = subprocess.run([sys.executable, "-c", LOOK_ON_NODES, str(project), *nodes], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, **cluster.environment()})
+        done = subprocess.run(
+            [sys.executable, "-c", LOOK_ON_NODES, str(project), *nodes],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **cluster.environment()},
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -150,5 +165,8 @@ def test_a_hidden_node_sees_the_code_but_none_of_the_drivers_files(tmp_path):
     finally:
         cluster.stop()
     assert (project / "data" / "shards" / "part-00000.parquet").read_bytes() == b"driver only"  # untouched
-    assert not [p for p in __import__("psutil").process_iter(["cmdline"])
-                if "avs-standin-ray" in " ".join(p.info["cmdline"] or ())], "the stand-in left Ray processes"
+    assert not [
+        p
+        for p in __import__("psutil").process_iter(["cmdline"])
+        if "avs-standin-ray" in " ".join(p.info["cmdline"] or ())
+    ], "the stand-in left Ray processes"

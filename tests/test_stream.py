@@ -11,10 +11,10 @@ import torch
 
 from avs.config import AugmentConfig, ConfigError
 from avs.data.audio import add_white_noise, to_pcm16
+from avs.data.batch import ClipBatch
+from avs.data.collate import CollateClips
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
-from avs.data.collate import CollateClips
-from avs.data.batch import ClipBatch
 from avs.data.stream import DecodeClips, shard_files
 
 
@@ -24,13 +24,21 @@ def synthetic_table(num_frames: int = 4, size: int = 96, visible: bool = True) -
     masks = np.zeros((num_frames, size, size), np.uint8)
     for t in range(num_frames):
         top, left = rng.integers(0, size // 2, 2)
-        masks[t, top:top + size // 3, left:left + size // 4] = 1
+        masks[t, top : top + size // 3, left : left + size // 4] = 1
     frames = np.repeat(masks[..., None] * 255, 3, axis=-1)
     row = {
-        "clip_id": "c0", "dataset": "stamps", "subset": "ms3", "split": "train", "num_frames": num_frames,
-        "height": size, "width": size, "category_ids": [1],
-        "frames": [encode_jpeg(f, 95) for f in frames], "masks": [encode_png(m) for m in masks],
-        "mask_annotated": [True] * num_frames, "sounding": [True] * num_frames,
+        "clip_id": "c0",
+        "dataset": "stamps",
+        "subset": "ms3",
+        "split": "train",
+        "num_frames": num_frames,
+        "height": size,
+        "width": size,
+        "category_ids": [1],
+        "frames": [encode_jpeg(f, 95) for f in frames],
+        "masks": [encode_png(m) for m in masks],
+        "mask_annotated": [True] * num_frames,
+        "sounding": [True] * num_frames,
         "visible_masks": [encode_png(m) for m in masks] if visible else None,
         "audio": to_pcm16(np.full((num_frames, 16000), 0.01, np.float32) * np.arange(num_frames)[:, None]),
     }
@@ -53,8 +61,16 @@ def test_augmentation_keeps_frames_and_masks_aligned(seed):
 
 def test_one_crop_and_flip_per_clip():
     table = synthetic_table()
-    same = pa.Table.from_pylist([{**table.to_pylist()[0], "frames": [table.to_pylist()[0]["frames"][0]] * 4,
-                                  "masks": [table.to_pylist()[0]["masks"][0]] * 4}], schema=SCHEMA)
+    same = pa.Table.from_pylist(
+        [
+            {
+                **table.to_pylist()[0],
+                "frames": [table.to_pylist()[0]["frames"][0]] * 4,
+                "masks": [table.to_pylist()[0]["masks"][0]] * 4,
+            }
+        ],
+        schema=SCHEMA,
+    )
     for seed in range(5):
         torch.manual_seed(seed)
         out = DecodeClips(image_size=48, num_frames=4, augment=AugmentConfig(crop_scale_min=0.2))(same)
@@ -84,8 +100,9 @@ def test_audio_noise_at_the_drawn_snr_fresh_each_time_and_only_when_asked():
     clean = DecodeClips(image_size=48, num_frames=4, augment=None)(table)["audio"][0]
     quiet = DecodeClips(image_size=48, num_frames=4, augment=AugmentConfig(audio_noise_p=0.0))
     assert all(np.array_equal(quiet(table)["audio"][0], clean) for _ in range(20))
-    noisy = DecodeClips(image_size=48, num_frames=4,
-                        augment=AugmentConfig(audio_noise_p=1.0, audio_noise_snr_db=(10.0, 10.0)))
+    noisy = DecodeClips(
+        image_size=48, num_frames=4, augment=AugmentConfig(audio_noise_p=1.0, audio_noise_snr_db=(10.0, 10.0))
+    )
     first, second = noisy(table)["audio"][0], noisy(table)["audio"][0]
     snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((first - clean).astype(np.float64) ** 2))
     assert snr == pytest.approx(10.0, abs=0.1)
@@ -127,7 +144,9 @@ def test_missing_manifest_or_split_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="manifest.json: no clips in split 'val'"):
         shard_files(tmp_path, "val")
     (tmp_path / "manifest.json").write_text('{"schema_version": 1, "splits": {"train": {"shards": []}}}')
-    with pytest.raises(DataError, match="manifest.json: shard schema version 1, this code reads version 2; re-run the preprocess"):
+    with pytest.raises(
+        DataError, match="manifest.json: shard schema version 1, this code reads version 2; re-run the preprocess"
+    ):
         shard_files(tmp_path, "train")
 
 
@@ -141,8 +160,9 @@ def test_training_reads_no_visible_masks(tmp_path):
     ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         for with_visible in (True, False):
-            dataset = read_clips([str(tmp_path / "part.parquet")], image_size=32, num_frames=4, augment=None,
-                                 with_visible=with_visible)
+            dataset = read_clips(
+                [str(tmp_path / "part.parquet")], image_size=32, num_frames=4, augment=None, with_visible=with_visible
+            )
             batch = next(iter(dataset.iter_torch_batches(batch_size=1, collate_fn=CollateClips())))
             assert batch.has_visible.tolist() == [with_visible]
             assert bool(batch.visible.any()) == with_visible
@@ -166,8 +186,10 @@ def test_training_order_is_shuffled_anew_every_epoch(tmp_path):
     ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         dataset = read_clips(files, image_size=16, num_frames=1, augment=None, shuffle_seed=0)
-        first, second = ([c for b in dataset.iter_torch_batches(batch_size=8, collate_fn=CollateClips()) for c in b.clip_id]
-                         for _ in range(2))  # two epochs
+        first, second = (
+            [c for b in dataset.iter_torch_batches(batch_size=8, collate_fn=CollateClips()) for c in b.clip_id]
+            for _ in range(2)
+        )  # two epochs
         grouped = sorted(first)
         assert sorted(second) == grouped and len(set(first)) == 48  # every clip once per epoch
         assert first != grouped and second != grouped and first != second
@@ -189,14 +211,21 @@ def test_shards_are_read_into_blocks_that_decode_in_parallel(tmp_path, monkeypat
     files = []
     for part, count in enumerate((24, 4)):
         files.append(str(tmp_path / f"part-{part}.parquet"))
-        pq.write_table(pa.Table.from_pylist([{**row, "clip_id": f"{part}_{i:02d}"} for i in range(count)], schema=SCHEMA), files[-1])
+        pq.write_table(
+            pa.Table.from_pylist([{**row, "clip_id": f"{part}_{i:02d}"} for i in range(count)], schema=SCHEMA),
+            files[-1],
+        )
     ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         default_reader = ray.data.DataContext.get_current().use_datasource_v2
         assert stream.read_shard_rows(files).materialize().num_blocks() == 4  # 28 clips, 8 per block
         dataset = stream.read_clips(files, image_size=16, num_frames=1, augment=None).materialize()
         assert dataset.num_blocks() >= 2  # decoded by more than one task
-        assert sorted(dataset.unique("clip_id")) == sorted(f"0_{i:02d}" for i in range(24)) + [f"1_{i:02d}" for i in range(4)]
-        assert ray.data.DataContext.get_current().use_datasource_v2 == default_reader  # the choice of reader does not leak
+        assert sorted(dataset.unique("clip_id")) == sorted(f"0_{i:02d}" for i in range(24)) + [
+            f"1_{i:02d}" for i in range(4)
+        ]
+        assert (
+            ray.data.DataContext.get_current().use_datasource_v2 == default_reader
+        )  # the choice of reader does not leak
     finally:
         ray.shutdown()

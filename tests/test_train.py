@@ -22,8 +22,16 @@ pytestmark = pytest.mark.slow
 
 
 def write_params(repo: Path, name: str, **train) -> Path:
-    settings = {"epochs": 2, "batch_size": 2, "image_size": 48, "num_workers": 1, "threads_per_worker": 1,
-                "storage_path": str(repo / "ray" / name), "tracking_uri": f"sqlite:///{repo / name}.db", **train}
+    settings = {
+        "epochs": 2,
+        "batch_size": 2,
+        "image_size": 48,
+        "num_workers": 1,
+        "threads_per_worker": 1,
+        "storage_path": str(repo / "ray" / name),
+        "tracking_uri": f"sqlite:///{repo / name}.db",
+        **train,
+    }
     params = {
         "preprocess": {"image_size": 64, "num_workers": 1},
         "model": {"backbone_weights": None, "decoder_dim": 16, "ama": {"groups": [4, 4, 4, 2], "grouping_tokens": 64}},
@@ -37,7 +45,11 @@ def write_params(repo: Path, name: str, **train) -> Path:
 def start_training(repo: Path, params: Path, progress: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "avs.cli", *([] if progress else ["--no-progress"]), "--params", str(params), "train"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -68,7 +80,10 @@ def test_two_workers_train_in_sync_and_export(stamps_repo):
     # rank 0's step bar (drawn by the driver) and one line per epoch, once (the driver may stop
     # before the last epoch's lines reach it, so the first epoch's are checked)
     assert re.search(r"train epoch 0 \(1/2\).*\d+/\d+", output), output[-3000:]
-    summary = r"avs train: epoch 0 \(1/2\): loss [\d.]+, cst [\d.e-]+, rp_gap [\d.e-]+, val J [\d.]+ \(hard [\d.]+, ms3 [\d.]+, s4 [\d.]+\), [\d.]+ clips/s"
+    summary = (
+        r"avs train: epoch 0 \(1/2\): loss [\d.]+, cst [\d.e-]+, rp_gap [\d.e-]+, "
+        r"val J [\d.]+ \(hard [\d.]+, ms3 [\d.]+, s4 [\d.]+\), [\d.]+ clips/s"
+    )
     assert len(re.findall(summary, output)) == 1, output[-3000:]
     metrics = json.loads((stamps_repo / "metrics" / "train.json").read_text())
     assert metrics["workers_in_sync"] == 1.0 and metrics["epoch"] == 1
@@ -94,7 +109,7 @@ def test_two_workers_train_in_sync_and_export(stamps_repo):
     ray_process = re.compile(r"\((?!RayTrainWorker)[\w()]+ pid=\d+")
     lines = output.splitlines()
     ours = [i for i, line in enumerate(lines) if "Traceback" in line and not ray_process.search(line)]
-    assert not ours, "\n".join(lines[ours[0]:ours[0] + 30]) if ours else ""
+    assert not ours, "\n".join(lines[ours[0] : ours[0] + 30]) if ours else ""
 
 
 def test_an_interrupted_stage_resumes_after_its_last_checkpoint(stamps_repo):

@@ -36,7 +36,10 @@ def test_wrong_keys_and_shapes_are_listed(tmp_path):
     cases = {
         "missing keys (1): layer1.0.conv1.weight": {k: v for k, v in state.items() if k != "layer1.0.conv1.weight"},
         "unexpected keys (1): extra.weight": {**state, "extra.weight": torch.zeros(1)},
-        "wrong shapes (1): conv1.weight (file (1, 1), model (64, 3, 7, 7))": {**state, "conv1.weight": torch.zeros(1, 1)},
+        "wrong shapes (1): conv1.weight (file (1, 1), model (64, 3, 7, 7))": {
+            **state,
+            "conv1.weight": torch.zeros(1, 1),
+        },
     }
     for message, bad in cases.items():
         path = tmp_path / "bad.safetensors"

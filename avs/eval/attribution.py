@@ -62,8 +62,14 @@ class SoundingPickMeter:
     def compute(self) -> dict[str, float]:
         """pick_rate, mean p on sounding / silent pixels, mixed_J, mixed_union_J, sounding_covered,
         silent_covered (each a mean over the frames; NaN when no frame qualified), frames."""
-        sums = {"pick_rate": self.picks, "p_sounding": self.sum_sounding, "p_silent": self.sum_silent,
-                "mixed_J": self.sum_j, "mixed_union_J": self.sum_union_j,
-                "sounding_covered": self.sum_sounding_covered, "silent_covered": self.sum_silent_covered}
+        sums = {
+            "pick_rate": self.picks,
+            "p_sounding": self.sum_sounding,
+            "p_silent": self.sum_silent,
+            "mixed_J": self.sum_j,
+            "mixed_union_J": self.sum_union_j,
+            "sounding_covered": self.sum_sounding_covered,
+            "silent_covered": self.sum_silent_covered,
+        }
         means = {k: float(v) / self.frames if self.frames else float("nan") for k, v in sums.items()}
         return {**means, "frames": self.frames}

@@ -15,8 +15,6 @@ any batch size and merges across workers like the segmentation meters:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 ECE_BINS = 15
@@ -53,12 +51,17 @@ class CalibrationMeter:
         if probs.shape[1] == 2:
             brier = brier / 2  # the binary convention (p - y)^2
         p_true = probs.gather(1, truth.unsqueeze(1)).squeeze(1)
-        self.totals += torch.stack([torch.tensor(float(truth.numel()), dtype=torch.float64), brier.sum(),
-                                    -p_true.clamp(min=1e-12).log().sum()])
+        self.totals += torch.stack(
+            [torch.tensor(float(truth.numel()), dtype=torch.float64), brier.sum(), -p_true.clamp(min=1e-12).log().sum()]
+        )
         if uncertainty is not None:
-            u_index = (uncertainty.detach().double().cpu().flatten() * UNCERTAINTY_BINS).long().clamp(0, UNCERTAINTY_BINS - 1)
+            u_index = (
+                (uncertainty.detach().double().cpu().flatten() * UNCERTAINTY_BINS).long().clamp(0, UNCERTAINTY_BINS - 1)
+            )
             error = (1 - correct).long().flatten()
-            self.u_hist += torch.bincount(error * UNCERTAINTY_BINS + u_index, minlength=2 * UNCERTAINTY_BINS).view(2, -1)
+            self.u_hist += torch.bincount(error * UNCERTAINTY_BINS + u_index, minlength=2 * UNCERTAINTY_BINS).view(
+                2, -1
+            )
 
     def state(self) -> torch.Tensor:
         return torch.cat([self.bins.flatten(), self.totals, self.u_hist.flatten()])
@@ -78,11 +81,15 @@ class CalibrationMeter:
         rows = []
         for b in range(ECE_BINS):
             n = pixels[b].item()
-            rows.append({
-                "bin_low": b / ECE_BINS, "bin_high": (b + 1) / ECE_BINS, "share": n / total if total else 0.0,
-                "confidence": confidence[b].item() / n if n else float("nan"),
-                "accuracy": correct[b].item() / n if n else float("nan"),
-            })
+            rows.append(
+                {
+                    "bin_low": b / ECE_BINS,
+                    "bin_high": (b + 1) / ECE_BINS,
+                    "share": n / total if total else 0.0,
+                    "confidence": confidence[b].item() / n if n else float("nan"),
+                    "accuracy": correct[b].item() / n if n else float("nan"),
+                }
+            )
         return rows
 
     def compute(self) -> dict[str, float]:
@@ -93,8 +100,14 @@ class CalibrationMeter:
             return {"ece": nan, "brier": nan, "nll": nan, "error_rate": nan, "auroc_u": nan, "pixels": 0}
         counts, confidence, correct = self.bins
         ece = ((confidence - correct).abs().sum() / pixels).item()  # sum_b n_b/N * |conf_b - acc_b|
-        return {"ece": ece, "brier": brier / pixels, "nll": nll / pixels,
-                "error_rate": 1 - correct.sum().item() / pixels, "auroc_u": self._auroc(), "pixels": int(pixels)}
+        return {
+            "ece": ece,
+            "brier": brier / pixels,
+            "nll": nll / pixels,
+            "error_rate": 1 - correct.sum().item() / pixels,
+            "auroc_u": self._auroc(),
+            "pixels": int(pixels),
+        }
 
     def _auroc(self) -> float:
         correct, error = self.u_hist

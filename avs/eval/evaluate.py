@@ -56,16 +56,26 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True) ->
     if e.compat and model_cfg.data.dataset == "avss":
         num_frames = max(num_frames, AVSS_CLIP_FRAMES)  # avss/test.py pads every clip to 10 frames
     audio = torch.from_numpy(_read_audio(files, num_frames))  # (N, T, 16000), for swapping
-    conditions = {"clean": None, "muted": muted, "swapped": None,
-                  **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db}}
+    conditions = {
+        "clean": None,
+        "muted": muted,
+        "swapped": None,
+        **{f"noise_{snr:g}db": (lambda x, snr=snr: with_noise(x, snr)) for snr in e.noise_snr_db},
+    }
 
-    scores = EvaluationScores(model_cfg.num_classes, e.compat, absent_as_zero=e.absent_classes == "zero",
-                     avss=model_cfg.data.dataset == "avss")
+    scores = EvaluationScores(
+        model_cfg.num_classes,
+        e.compat,
+        absent_as_zero=e.absent_classes == "zero",
+        avss=model_cfg.data.dataset == "avss",
+    )
     swapped_audio = swapped(audio)
     reports = report_dir(cfg, repo_root)
     overlays: list[Path] = []
     subsets = read_manifest(shards_dir(cfg, repo_root))["splits"][e.split]["subsets"]
-    overlay_quota = {s: e.overlays // len(subsets) + (i < e.overlays % len(subsets)) for i, s in enumerate(sorted(subsets))}
+    overlay_quota = {
+        s: e.overlays // len(subsets) + (i < e.overlays % len(subsets)) for i, s in enumerate(sorted(subsets))
+    }
     seen = 0
     bar = tqdm(total=len(audio), desc="evaluate", unit="clip", disable=not progress)
     with torch.inference_mode():
@@ -73,9 +83,19 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True) ->
             frames = batch.frames.float() / 255
             rows = slice(seen, seen + len(batch.clip_id))
             for name, perturb in conditions.items():
-                waveform = swapped_audio[rows] if name == "swapped" else perturb(batch.audio) if perturb else batch.audio
-                outputs = segment(model, frames, waveform, size=image_size, flip=e.flip,
-                                  guided_kernel=e.guided_kernel, guided_eps=e.guided_eps, embed_audio=audio_cache)
+                waveform = (
+                    swapped_audio[rows] if name == "swapped" else perturb(batch.audio) if perturb else batch.audio
+                )
+                outputs = segment(
+                    model,
+                    frames,
+                    waveform,
+                    size=image_size,
+                    flip=e.flip,
+                    guided_kernel=e.guided_kernel,
+                    guided_eps=e.guided_eps,
+                    embed_audio=audio_cache,
+                )
                 scores.update(name, batch, outputs)
                 if name == "clean":
                     overlays += draw_overlays(batch, outputs, reports / "overlays", overlay_quota)
@@ -85,8 +105,12 @@ def evaluate(cfg: Config, repo_root: Path = Path("."), progress: bool = True) ->
 
     metrics = scores.compute()
     metrics["clips"] = seen
-    metrics["protocol"] = {"image_size": image_size, "flip": e.flip,
-                           "guided_kernel": e.guided_kernel, "guided_eps": e.guided_eps}  # test-time settings (avs/eval/inference.py)
+    metrics["protocol"] = {
+        "image_size": image_size,
+        "flip": e.flip,
+        "guided_kernel": e.guided_kernel,
+        "guided_eps": e.guided_eps,
+    }  # test-time settings (avs/eval/inference.py)
     _write_outputs(repo_root, reports, scores, metrics)
     return metrics
 
@@ -123,16 +147,26 @@ def _write_outputs(repo_root: Path, reports: Path, scores: EvaluationScores, met
         writer.writerow(["confidence_bin", "final_accuracy", "raw_accuracy", "final_share", "raw_share"])
         final, raw = scores.calibration["final"].reliability(), scores.calibration["raw"].reliability()
         for f, r in zip(final, raw):
-            writer.writerow([round((f["bin_low"] + f["bin_high"]) / 2, 4), _csv(f["accuracy"]), _csv(r["accuracy"]),
-                             round(f["share"], 6), round(r["share"], 6)])
+            writer.writerow(
+                [
+                    round((f["bin_low"] + f["bin_high"]) / 2, 4),
+                    _csv(f["accuracy"]),
+                    _csv(r["accuracy"]),
+                    round(f["share"], 6),
+                    round(r["share"], 6),
+                ]
+            )
     with open(folder / "robustness.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["condition", "model_J", "visual_only_J"])
         for condition in scores.conditions:
             visual = metrics["robustness"].get(f"visual_only_{condition}_J", float("nan"))
             writer.writerow([condition, _csv(metrics["robustness"][f"{condition}_J"]), _csv(visual)])
-    plot_reliability({"final (1-u)m": scores.calibration["final"], "raw m": scores.calibration["raw"]},
-                     reports / "reliability.png", title="Reliability on the test split")
+    plot_reliability(
+        {"final (1-u)m": scores.calibration["final"], "raw m": scores.calibration["raw"]},
+        reports / "reliability.png",
+        title="Reliability on the test split",
+    )
 
 
 def _csv(value: float) -> str:

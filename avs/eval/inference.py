@@ -11,11 +11,11 @@ the registered MLflow model all go through `segment`; the figures are in benchma
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from kornia.filters import guided_blur
-
-from collections.abc import Callable
 
 from avs.config import Config, EvaluateConfig
 
@@ -28,9 +28,17 @@ def inference_size(cfg: Config, evaluate: EvaluateConfig | None = None) -> int:
     return (evaluate or cfg.evaluate).image_size or cfg.train.image_size
 
 
-def segment(model: torch.nn.Module, frames: torch.Tensor, audio: torch.Tensor, *, size: int,
-            flip: bool, guided_kernel: int = 0, guided_eps: float = 1e-4,
-            embed_audio: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor | None]:
+def segment(
+    model: torch.nn.Module,
+    frames: torch.Tensor,
+    audio: torch.Tensor,
+    *,
+    size: int,
+    flip: bool,
+    guided_kernel: int = 0,
+    guided_eps: float = 1e-4,
+    embed_audio: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor | None]:
     """Per-pixel outputs of `model` for frames of any size, at that size.
 
     Args:
@@ -60,14 +68,16 @@ def segment(model: torch.nn.Module, frames: torch.Tensor, audio: torch.Tensor, *
         outputs = {k: None if v is None else (v + mirrored[k].flip(-1)) / 2 for k, v in outputs.items()}
     if guided_kernel:
         outputs["logits"], outputs["mask_logits"] = guided_logits(
-            (outputs["logits"], outputs["mask_logits"]), x, guided_kernel, guided_eps)
+            (outputs["logits"], outputs["mask_logits"]), x, guided_kernel, guided_eps
+        )
     if (height, width) != (size, size):
         outputs = {k: None if v is None else _resize(v, (height, width)) for k, v in outputs.items()}
     return outputs
 
 
-def guided_logits(logits: tuple[torch.Tensor, ...], frames: torch.Tensor, kernel: int,
-                  eps: float) -> tuple[torch.Tensor, ...]:
+def guided_logits(
+    logits: tuple[torch.Tensor, ...], frames: torch.Tensor, kernel: int, eps: float
+) -> tuple[torch.Tensor, ...]:
     """Each (B, T, K, h, w) logit map's probabilities guided-filtered by frames (B, T, 3, h, w).
 
     Binary maps (K = 1) filter the sigmoid, class maps the softmax (renormalised); the result is
@@ -78,7 +88,9 @@ def guided_logits(logits: tuple[torch.Tensor, ...], frames: torch.Tensor, kernel
     stacked = torch.cat(probs, 2).flatten(0, 1)  # (B*T, sum K, h, w): one set of guide statistics
     # separable: the window means as two 1-D passes, equal to the 2-D window to float rounding and
     # faster (benchmarks/results/cpu_kernels.md)
-    filtered = guided_blur(frames.flatten(0, 1).float(), stacked, kernel, eps, separable=True).unflatten(0, frames.shape[:2])
+    filtered = guided_blur(frames.flatten(0, 1).float(), stacked, kernel, eps, separable=True).unflatten(
+        0, frames.shape[:2]
+    )
     out = []
     for q in filtered.split(sizes, 2):
         q = q.clamp(_FLOOR, 1 - _FLOOR)

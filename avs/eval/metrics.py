@@ -68,7 +68,9 @@ class BinaryMeter:
             order = p.argsort(dim=1)
             p_sorted, t_sorted = p.gather(1, order), t.gather(1, order)
             before = torch.cat([torch.zeros_like(t_sorted[:, :1]), t_sorted.cumsum(1)], 1)  # positives before index k
-            first = torch.searchsorted(p_sorted, THRESHOLDS.expand(len(p), -1).contiguous(), side="left")  # first p >= t
+            first = torch.searchsorted(
+                p_sorted, THRESHOLDS.expand(len(p), -1).contiguous(), side="left"
+            )  # first p >= t
             predicted = p.shape[1] - first  # pixels with p >= t
             true_positive = before[:, -1:] - before.gather(1, first)
             precision = true_positive / (predicted + 1e-20)
@@ -184,8 +186,10 @@ def _confusion(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> tor
     n = pred.shape[0]
     pred, truth = pred.reshape(n, -1).long().cpu(), truth.reshape(n, -1).long().cpu()
     if pred.numel() and (max(pred.max(), truth.max()) >= num_classes or min(pred.min(), truth.min()) < 0):
-        raise ValueError(f"class ids must lie in [0, {num_classes}); got [{min(pred.min(), truth.min())}, "
-                         f"{max(pred.max(), truth.max())}]")
+        raise ValueError(
+            f"class ids must lie in [0, {num_classes}); got [{min(pred.min(), truth.min())}, "
+            f"{max(pred.max(), truth.max())}]"
+        )
     index = (torch.arange(n).unsqueeze(1) * num_classes + truth) * num_classes + pred
     return torch.bincount(index.flatten(), minlength=n * num_classes**2).view(n, num_classes, num_classes).double()
 

@@ -17,9 +17,9 @@ from avs.model.saved import class_probabilities, foreground_probability
 class EvaluationScores:
     """Every meter the evaluation fills, by audio condition (clean, muted, swapped, noise_<snr>db).
 
-`update` takes one batch's model outputs under one condition; `compute` gives the nested
-metrics of evaluate.json (test, calibration, robustness, attribution).
-"""
+    `update` takes one batch's model outputs under one condition; `compute` gives the nested
+    metrics of evaluate.json (test, calibration, robustness, attribution).
+    """
 
     def __init__(self, num_classes: int, compat: bool, absent_as_zero: bool = False, avss: bool = False):
         self.num_classes = num_classes
@@ -75,8 +75,7 @@ metrics of evaluate.json (test, calibration, robustness, attribution).
         raw = class_probabilities(outputs["mask_logits"])
         for name, p in (("final", class_probs), ("raw", raw)):
             for frames, suffix in ((labelled, ""), (labelled & transition, "_transition")):
-                self.calibration[name + suffix].update(
-                    p[frames], classes[frames], None if u is None else u[frames])
+                self.calibration[name + suffix].update(p[frames], classes[frames], None if u is None else u[frames])
 
     def compute(self) -> dict[str, Any]:
         out: dict[str, Any] = {"test": {}, "calibration": {}, "robustness": {}, "attribution": {}}
@@ -112,5 +111,7 @@ metrics of evaluate.json (test, calibration, robustness, attribution).
             if meter.frames:  # s4 never has a silent object; datasets without visible masks have none
                 out["attribution"].update({f"{subset}_{k}": v for k, v in meter.compute().items()})
         for (condition, subset), meter in sorted(self.visual_only.items()):
-            out["robustness"][f"visual_only_{condition}" + ("" if subset == "all" else f"_{subset}") + "_J"] = meter.compute()["J"]
+            out["robustness"][f"visual_only_{condition}" + ("" if subset == "all" else f"_{subset}") + "_J"] = (
+                meter.compute()["J"]
+            )
         return out

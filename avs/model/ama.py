@@ -26,7 +26,9 @@ class Alignment:
 
 
 @torch.no_grad()
-def group_tokens(tokens: torch.Tensor, size: tuple[int, int], num_groups: int, knn: int, max_tokens: int) -> torch.Tensor:
+def group_tokens(
+    tokens: torch.Tensor, size: tuple[int, int], num_groups: int, knn: int, max_tokens: int
+) -> torch.Tensor:
     """DPC-KNN groups for every frame, found on a pooled copy when there are too many tokens.
 
     DPC-KNN costs O(N^2) per frame, which at the stride-4 stage (N = 56 * 56 at 224 px) is
@@ -55,7 +57,9 @@ def group_tokens(tokens: torch.Tensor, size: tuple[int, int], num_groups: int, k
     centre_features = pooled.gather(1, centres[..., None].expand(-1, -1, pooled.shape[2]))  # (N, P, C)
     # a centre's place in the full-resolution raster order: the middle of its pooled cell
     row, column = centres // pooled_width, centres % pooled_width
-    centre_index = (row * factor + factor // 2).clamp(max=height - 1) * width + (column * factor + factor // 2).clamp(max=width - 1)
+    centre_index = (row * factor + factor // 2).clamp(max=height - 1) * width + (column * factor + factor // 2).clamp(
+        max=width - 1
+    )
     to_centres = pairwise_distances(tokens.float(), centre_features.float())  # (N, L, P)
     return nearest_centre(to_centres, torch.arange(count, device=tokens.device), centre_index)
 
@@ -76,13 +80,24 @@ class AudioGuidedAlignment(nn.Module):
     the backbone. [ours] A stage narrower than `dim` keeps its own width (no projection up).
     """
 
-    def __init__(self, *, channels: int, dim: int, audio_dim: int, num_groups: int, num_heads: int, knn: int,
-                 grouping_tokens: int):
+    def __init__(
+        self,
+        *,
+        channels: int,
+        dim: int,
+        audio_dim: int,
+        num_groups: int,
+        num_heads: int,
+        knn: int,
+        grouping_tokens: int,
+    ):
         super().__init__()
         width = min(dim, channels)
         if width % num_heads:
-            raise ValueError(f"AMA width {width} (min of model.ama.dim and the stage's {channels} channels) "
-                             f"is not divisible by {num_heads} heads")
+            raise ValueError(
+                f"AMA width {width} (min of model.ama.dim and the stage's {channels} channels) "
+                f"is not divisible by {num_heads} heads"
+            )
         self.width = width
         self.num_groups, self.num_heads, self.knn, self.grouping_tokens = num_groups, num_heads, knn, grouping_tokens
         self.audio_proj = nn.Linear(audio_dim, width, bias=False)
@@ -93,12 +108,19 @@ class AudioGuidedAlignment(nn.Module):
         self.key = nn.Linear(width, width)
         self.value = nn.Linear(width, width)
         self.out = nn.Linear(width, width)
-        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, channels))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, channels)
+        )
         # layer scale: the update starts small so a pretrained backbone's next stage is not disturbed
         self.gamma = nn.Parameter(torch.full((channels,), 0.1))
 
     def _consolidate(
-        self, q_groups: torch.Tensor, q_audio: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor
+        self,
+        q_groups: torch.Tensor,
+        q_audio: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        rows: torch.Tensor,
     ) -> torch.Tensor:
         """softmax(G X^T / sqrt(d) + S) X per head, each group over its own tokens only.
 
@@ -150,7 +172,9 @@ class AudioGuidedAlignment(nn.Module):
         a = self.audio_proj(audio)  # (N, D)
         q_audio = self.query_audio(a)  # (N, D)
         keys = self.key(normed)  # (N, L, D)
-        groups = initial + self.out(self._consolidate(self.query_group(initial), q_audio, keys, self.value(normed), rows))
+        groups = initial + self.out(
+            self._consolidate(self.query_group(initial), q_audio, keys, self.value(normed), rows)
+        )
 
         head_dim = width // self.num_heads
         response = (q_audio[:, None] * self.key(groups)).unflatten(-1, (self.num_heads, head_dim)).sum(-1)  # (N, P, h)

@@ -66,8 +66,9 @@ class AisfxLogMel(nn.Module):
         super().__init__()
         self.resample = torchaudio.transforms.Resample(SAMPLE_RATE, AISFX_RATE)
         self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=2048, hop_length=1024, power=2.0, center=True)
-        fbank = torchaudio.functional.melscale_fbanks(1025, 0.0, AISFX_RATE / 2, AISFX_BANDS, AISFX_RATE,
-                                                      norm=None, mel_scale="htk")
+        fbank = torchaudio.functional.melscale_fbanks(
+            1025, 0.0, AISFX_RATE / 2, AISFX_BANDS, AISFX_RATE, norm=None, mel_scale="htk"
+        )
         self.register_buffer("fbank", fbank / fbank.sum(0, keepdim=True).clamp(min=1e-12), persistent=False)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -136,8 +137,10 @@ def aisfx_checkpoint() -> Path:
     try:
         import aisfx
     except ImportError:
-        raise WeightsError("audio encoder aisfx needs the `aisfx` wheel: pip install --no-deps aisfx==0.1.2 "
-                           "(requirements-nodeps.txt; `make setup` installs it)") from None
+        raise WeightsError(
+            "audio encoder aisfx needs the `aisfx` wheel: pip install --no-deps aisfx==0.1.2 "
+            "(requirements-nodeps.txt; `make setup` installs it)"
+        ) from None
     return Path(aisfx.__file__).parent / "models" / "checkpoint.pth"
 
 
@@ -151,8 +154,12 @@ def read_aisfx_weights(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise WeightsError(f"{path}: aisfx checkpoint not found")
-    allowed = [(multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype,
-               np.dtypes.Int64DType, np.dtypes.Float64DType]
+    allowed = [
+        (multiarray.scalar, "numpy.core.multiarray.scalar"),
+        np.dtype,
+        np.dtypes.Int64DType,
+        np.dtypes.Float64DType,
+    ]
     with torch.serialization.safe_globals(allowed):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint[0] if isinstance(checkpoint, (tuple, list)) else checkpoint

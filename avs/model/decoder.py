@@ -23,8 +23,12 @@ class GroupNorm(nn.GroupNorm):
     narrow_channels = 32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.shape[1] <= self.narrow_channels and torch.is_grad_enabled()
-                and not x.is_contiguous()):
+        if (
+            x.device.type == "cpu"
+            and x.shape[1] <= self.narrow_channels
+            and torch.is_grad_enabled()
+            and not x.is_contiguous()
+        ):
             x = x.contiguous()
         return super().forward(x)
 

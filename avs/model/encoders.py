@@ -25,7 +25,9 @@ class VisualEncoder(nn.Module):
     normalised with the backbone's own mean and std.
     """
 
-    def __init__(self, *, stages: Sequence[nn.Module], channels: Sequence[int], mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, *, stages: Sequence[nn.Module], channels: Sequence[int], mean: Sequence[float], std: Sequence[float]
+    ):
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.channels = tuple(channels)
@@ -70,7 +72,9 @@ def _split_stages(backbone: nn.Module, name: str) -> tuple[list[nn.Sequential], 
         modules = [("conv_stem", backbone.conv_stem), ("bn1", backbone.bn1)]
         modules += [(f"blocks_{i}", block) for i, block in enumerate(backbone.blocks)]
         # `_stage_out_idx` maps s -> output index, for the output taken after block s - 1
-        ends = {f"blocks_{s - 1}": backbone.feature_info.reduction()[i] for s, i in backbone._stage_out_idx.items() if s}
+        ends = {
+            f"blocks_{s - 1}": backbone.feature_info.reduction()[i] for s, i in backbone._stage_out_idx.items() if s
+        }
     else:
         raise ValueError(f"backbone {name}: timm feature class {type(backbone).__name__} is not supported")
     stages, strides, current = [], [], []

@@ -29,7 +29,9 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, to
     if logits.shape[1] == 1:
         target = (masks == 1).float()
         logit = logits[:, 0]
-        bce = (F.binary_cross_entropy_with_logits(logit, target, reduction="none") * valid).sum() / valid.sum().clamp(min=1)
+        bce = (F.binary_cross_entropy_with_logits(logit, target, reduction="none") * valid).sum() / valid.sum().clamp(
+            min=1
+        )
         prob = torch.sigmoid(logit) * valid
         inter = (prob * target).flatten(1).sum(1)
         total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
@@ -38,7 +40,9 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, to
         return {"bce": bce, "dice": dice.mean(), "iou": iou.mean()}
     ce = F.cross_entropy(logits, masks, ignore_index=IGNORE)
     prob = logits.softmax(dim=1) * valid[:, None]  # (N, K, H, W)
-    target = F.one_hot(masks.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).float() * valid[:, None]
+    target = (
+        F.one_hot(masks.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).float() * valid[:, None]
+    )
     inter = (prob * target).flatten(2).sum(2)  # (N, K)
     total = prob.flatten(2).sum(2) + target.flatten(2).sum(2)
     present = target.flatten(2).sum(2) > 0  # Dice over the classes present in each frame
@@ -144,8 +148,14 @@ def relevance_gap(alignments: dict[int, Alignment], masks: torch.Tensor, labelle
     return torch.stack(gaps).mean() if gaps else masks.new_tensor(float("nan"), dtype=torch.float32)
 
 
-def binding_loss(audio: torch.Tensor, pixels: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor,
-                 clip: torch.Tensor, tau: float) -> torch.Tensor:
+def binding_loss(
+    audio: torch.Tensor,
+    pixels: torch.Tensor,
+    masks: torch.Tensor,
+    labelled: torch.Tensor,
+    clip: torch.Tensor,
+    tau: float,
+) -> torch.Tensor:
     """Which sound belongs to which pixels, stated outright on the similarity's projections [ours].
 
     The mean of two InfoNCE terms (cosines over `tau`), over labelled frames whose ground truth

@@ -10,8 +10,8 @@ from torch import nn
 
 from avs.config import Config
 from avs.model.ama import Alignment, AudioGuidedAlignment
-from avs.model.decoder import FPNDecoder, conv_norm_act
 from avs.model.audio import AudioEncoder, build_audio_encoder
+from avs.model.decoder import FPNDecoder, conv_norm_act
 from avs.model.encoders import VisualEncoder, build_visual_encoder
 from avs.model.refine import MaskRefiner
 from avs.model.similarity import AudioPixelSimilarity
@@ -73,15 +73,20 @@ class RAVS(nn.Module):
         """(B, N, 16000) waveforms -> (B, N, A) audio embeddings, one per second."""
         return self.audio(waveform.flatten(0, 1)).unflatten(0, waveform.shape[:2])
 
-    def forward(self, frames: torch.Tensor, waveform: torch.Tensor | None = None, *,
-                audio_embeddings: torch.Tensor | None = None) -> dict:
+    def forward(
+        self,
+        frames: torch.Tensor,
+        waveform: torch.Tensor | None = None,
+        *,
+        audio_embeddings: torch.Tensor | None = None,
+    ) -> dict:
         """Args:
-            frames: (B, T, 3, H, W) floats in [0, 1].
-            waveform: (B, T, 16000) each frame's second of 16 kHz mono audio, or (B, k T, 16000)
-                with k one-second windows per frame (VPO's 3 s window, and its two channels),
-                whose embeddings are averaged [ours].
-            audio_embeddings: (B, k T, A) the waveform's `embed_audio`, given instead of it by
-                callers that computed them already (a frozen encoder's remembered embeddings).
+        frames: (B, T, 3, H, W) floats in [0, 1].
+        waveform: (B, T, 16000) each frame's second of 16 kHz mono audio, or (B, k T, 16000)
+            with k one-second windows per frame (VPO's 3 s window, and its two channels),
+            whose embeddings are averaged [ours].
+        audio_embeddings: (B, k T, A) the waveform's `embed_audio`, given instead of it by
+            callers that computed them already (a frozen encoder's remembered embeddings).
         """
         b, t, _, height, width = frames.shape
         if (waveform is None) == (audio_embeddings is None):
@@ -89,8 +94,10 @@ class RAVS(nn.Module):
         given = waveform if waveform is not None else audio_embeddings
         if given.dim() != 3 or given.shape[0] != b or given.shape[1] % t:
             name = "waveform" if waveform is not None else "audio_embeddings"
-            raise ValueError(f"audio: expected a (B, k T, {'samples' if waveform is not None else 'A'}) {name} "
-                             f"with B, T = {b}, {t} as the frames, got shape {tuple(given.shape)}")
+            raise ValueError(
+                f"audio: expected a (B, k T, {'samples' if waveform is not None else 'A'}) {name} "
+                f"with B, T = {b}, {t} as the frames, got shape {tuple(given.shape)}"
+            )
         embeddings = self.embed_audio(waveform) if audio_embeddings is None else audio_embeddings  # (B, k T, A)
         audio = embeddings.reshape(b * t, embeddings.shape[1] // t, -1).mean(1)  # (B*T, A)
         image = x = self.visual.normalise(frames.flatten(0, 1))  # (B*T, 3, H, W)
@@ -173,7 +180,9 @@ def build_model(cfg: Config) -> RAVS:
         )
     similarity = None
     if m.similarity_dim:
-        similarity = AudioPixelSimilarity(audio_dim=audio.embed_dim, stage_channels=visual.channels, dim=m.similarity_dim)
+        similarity = AudioPixelSimilarity(
+            audio_dim=audio.embed_dim, stage_channels=visual.channels, dim=m.similarity_dim
+        )
     refiner = None
     if m.refine_dim:
         refiner = MaskRefiner(decoder_dim=m.decoder_dim, num_classes=num_classes, dim=m.refine_dim)

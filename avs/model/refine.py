@@ -25,7 +25,9 @@ class MaskRefiner(nn.Module):
     def __init__(self, *, decoder_dim: int, num_classes: int, dim: int):
         super().__init__()
         self.image = nn.Sequential(
-            nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False), GroupNorm(min(8, dim), dim), nn.GELU(),
+            nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False),
+            GroupNorm(min(8, dim), dim),
+            nn.GELU(),
             conv_norm_act(dim, dim),
         )
         self.context = nn.Conv2d(decoder_dim, dim, 1)

@@ -26,8 +26,10 @@ def read_model_config(folder: str | Path) -> Config:
     """The config a model folder was trained with."""
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
-        raise WeightsError(f"{path}: not found; a model folder holds {MODEL_FILE} and {CONFIG_FILE} "
-                           "(written by `avs train` to models/<dataset>/)")
+        raise WeightsError(
+            f"{path}: not found; a model folder holds {MODEL_FILE} and {CONFIG_FILE} "
+            "(written by `avs train` to models/<dataset>/)"
+        )
     try:
         return config_from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, ConfigError) as err:

@@ -36,8 +36,10 @@ class TemporalAttention(nn.Module):
             raise ValueError(f"clip of {t} frames is longer than model.ue.max_frames = {self.position.shape[0]}")
         d = c // self.num_heads
         x = features.permute(0, 1, 3, 4, 2)  # (B, T, H, W, C): no copy for channels-last frames
-        q, k, v = self.qkv(self.norm(x + self.position[:t, None, None])).unflatten(-1, (3, self.num_heads, d)).unbind(-3)
-        scores = torch.einsum("bthwnd,bshwnd->bhwnts", q * d ** -0.5, k)  # (B, H, W, heads, T, T)
+        q, k, v = (
+            self.qkv(self.norm(x + self.position[:t, None, None])).unflatten(-1, (3, self.num_heads, d)).unbind(-3)
+        )
+        scores = torch.einsum("bthwnd,bshwnd->bhwnts", q * d**-0.5, k)  # (B, H, W, heads, T, T)
         attended = torch.einsum("bhwnts,bshwnd->bthwnd", scores.softmax(-1), v).flatten(-2)  # (B, T, H, W, C)
         return (x + self.out(attended)).permute(0, 1, 4, 2, 3)
 

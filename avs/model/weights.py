@@ -90,9 +90,7 @@ def convert_efficientnet_lite0(state: Mapping[str, torch.Tensor]) -> dict[str, t
     converted = {}
     for (name, tensor), (timm_name, reference) in zip(state.items(), target.items()):
         if tensor.shape != reference.shape:
-            raise WeightsError(
-                f"{name} {tuple(tensor.shape)} does not match {timm_name} {tuple(reference.shape)}"
-            )
+            raise WeightsError(f"{name} {tuple(tensor.shape)} does not match {timm_name} {tuple(reference.shape)}")
         converted[timm_name] = tensor.contiguous().clone()
     return converted
 

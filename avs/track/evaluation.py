@@ -34,18 +34,30 @@ def log_evaluation(cfg: Config, repo_root: Path, metrics: dict[str, Any], tracki
         run_id = None
     if run_id is None:  # e.g. a model trained against another tracking store
         experiment_id = get_or_create_experiment(client, uri, cfg.train.experiment)
-        run_id = client.create_run(experiment_id, run_name=f"evaluate-{cfg.data.dataset}",
-                                   tags={"avs.dataset": cfg.data.dataset, "avs.trained_run": str(state.get("run_id"))}).info.run_id
+        run_id = client.create_run(
+            experiment_id,
+            run_name=f"evaluate-{cfg.data.dataset}",
+            tags={"avs.dataset": cfg.data.dataset, "avs.trained_run": str(state.get("run_id"))},
+        ).info.run_id
     flat = {f"test/{k}": v for k, v in metrics["test"].items()}
     flat.update({f"calibration/{name}/{k}": v for name, row in metrics["calibration"].items() for k, v in row.items()})
     flat.update({f"robustness/{k}": v for k, v in metrics["robustness"].items()})
     flat.update({f"attribution/{k}": v for k, v in metrics["attribution"].items()})
     now = int(time.time() * 1000)
-    entries = [Metric(k.replace("&", "and"), float(v), now, 0) for k, v in flat.items() if isinstance(v, (int, float)) and math.isfinite(v)]
+    entries = [
+        Metric(k.replace("&", "and"), float(v), now, 0)
+        for k, v in flat.items()
+        if isinstance(v, (int, float)) and math.isfinite(v)
+    ]
     client.log_batch(run_id, metrics=entries)  # MLflow splits it into requests of its size limit
     protocol = metrics["protocol"]
-    client.set_tag(run_id, "avs.test_time", f"{protocol['image_size']} px" + (", flip-averaged" if protocol["flip"] else "")
-                   + (f", guided filter {protocol['guided_kernel']} px" if protocol["guided_kernel"] else ""))
+    client.set_tag(
+        run_id,
+        "avs.test_time",
+        f"{protocol['image_size']} px"
+        + (", flip-averaged" if protocol["flip"] else "")
+        + (f", guided filter {protocol['guided_kernel']} px" if protocol["guided_kernel"] else ""),
+    )
     client.log_artifact(run_id, str(metrics_file), "evaluation")
     client.log_artifact(run_id, str(reports / "reliability.png"), "evaluation")
     if (reports / "overlays").is_dir():

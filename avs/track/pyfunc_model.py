@@ -37,8 +37,15 @@ class SoundingObjectSegmenter(PythonModel):
         frames = torch.as_tensor(np.asarray(model_input["frames"], dtype=np.float32))
         audio = torch.as_tensor(np.asarray(model_input["audio"], dtype=np.float32))
         with torch.inference_mode():
-            outputs = segment(self.model, frames, audio, size=self.image_size, flip=self.flip,
-                              guided_kernel=self.guided_kernel, guided_eps=self.guided_eps)
+            outputs = segment(
+                self.model,
+                frames,
+                audio,
+                size=self.image_size,
+                flip=self.flip,
+                guided_kernel=self.guided_kernel,
+                guided_eps=self.guided_eps,
+            )
         probability = foreground_probability(outputs["logits"])
         u = outputs["uncertainty"] if outputs["uncertainty"] is not None else torch.zeros_like(probability)
         return {"probability": probability.numpy(), "uncertainty": u.float().numpy()}

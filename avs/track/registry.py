@@ -23,9 +23,12 @@ from avs.track.runs import tracking_uri as default_tracking_uri
 CHAMPION = "champion"
 # version tags copied from metrics/evaluate.json: tag name -> its path in that file
 METRIC_TAGS = {
-    "test_J": ("test", "J"), "test_F": ("test", "F"),
-    "ece": ("calibration", "final", "ece"), "auroc_u": ("calibration", "final", "auroc_u"),
-    "muted_J": ("robustness", "muted_J"), "swapped_J": ("robustness", "swapped_J"),
+    "test_J": ("test", "J"),
+    "test_F": ("test", "F"),
+    "ece": ("calibration", "final", "ece"),
+    "auroc_u": ("calibration", "final", "auroc_u"),
+    "muted_J": ("robustness", "muted_J"),
+    "swapped_J": ("robustness", "swapped_J"),
     "visual_only_J": ("robustness", "visual_only_clean_J"),
 }
 
@@ -64,10 +67,18 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, 3, -1, -1), "frames"),
-                       TensorSpec(np.dtype(np.float32), (-1, -1, SAMPLE_RATE), "audio")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1), "probability"),
-                        TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1), "uncertainty")]),
+        inputs=Schema(
+            [
+                TensorSpec(np.dtype(np.float32), (-1, -1, 3, -1, -1), "frames"),
+                TensorSpec(np.dtype(np.float32), (-1, -1, SAMPLE_RATE), "audio"),
+            ]
+        ),
+        outputs=Schema(
+            [
+                TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1), "probability"),
+                TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1), "uncertainty"),
+            ]
+        ),
     )
     tags = {"dataset": cfg.data.dataset, **_metric_tags(metrics)}
     with mlflow.start_run(run_id=run_id):
@@ -87,15 +98,31 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     client = _client(uri)
     for key, value in tags.items():
         client.set_model_version_tag(cfg.registry.model_name, version, key, value)
-    record = {"name": cfg.registry.model_name, "version": version, "uri": f"models:/{cfg.registry.model_name}/{version}",
-              "run_id": run_id, "tags": tags}
+    record = {
+        "name": cfg.registry.model_name,
+        "version": version,
+        "uri": f"models:/{cfg.registry.model_name}/{version}",
+        "run_id": run_id,
+        "tags": tags,
+    }
     registered_file(cfg, repo_root).write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
 # What loading and running the registered model imports, besides the code it ships.
-RUNTIME_PACKAGES = ("torch", "torchvision", "torchaudio", "timm", "safetensors", "kornia", "numpy", "pyyaml",
-                    "pillow", "tqdm", "mlflow")
+RUNTIME_PACKAGES = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "timm",
+    "safetensors",
+    "kornia",
+    "numpy",
+    "pyyaml",
+    "pillow",
+    "tqdm",
+    "mlflow",
+)
 
 
 def _requirements() -> list[str]:
@@ -140,7 +167,11 @@ def promote(cfg: Config, version: str | None = None, uri: str | None = None, rep
         raise RegistryError(f"{name}: no version {version} (versions: {', '.join(str(v.version) for v in versions)})")
     j, ece = _tag(candidate, "test_J"), _tag(candidate, "ece")
     if j is None or ece is None:
-        return Decision(False, candidate.version, f"version {candidate.version} has no test_J/ece tags: register it from an evaluated model")
+        return Decision(
+            False,
+            candidate.version,
+            f"version {candidate.version} has no test_J/ece tags: register it from an evaluated model",
+        )
     champion = _champion(client, name)
     if champion is not None and str(champion.version) == str(candidate.version):
         return Decision(False, candidate.version, f"version {candidate.version} already holds @{CHAMPION}")
@@ -149,9 +180,16 @@ def promote(cfg: Config, version: str | None = None, uri: str | None = None, rep
     if champion is not None:
         needed = (_tag(champion, "test_J") or 0.0) + cfg.registry.min_improvement
         if j < needed:
-            return Decision(False, candidate.version, f"test J {j:.4f} is below champion v{champion.version}'s "
-                            f"{_tag(champion, 'test_J'):.4f} + margin {cfg.registry.min_improvement:g} = {needed:.4f}")
-        why = f"test J {j:.4f} >= champion v{champion.version}'s {_tag(champion, 'test_J'):.4f} + margin {cfg.registry.min_improvement:g}"
+            return Decision(
+                False,
+                candidate.version,
+                f"test J {j:.4f} is below champion v{champion.version}'s "
+                f"{_tag(champion, 'test_J'):.4f} + margin {cfg.registry.min_improvement:g} = {needed:.4f}",
+            )
+        why = (
+            f"test J {j:.4f} >= champion v{champion.version}'s {_tag(champion, 'test_J'):.4f} "
+            f"+ margin {cfg.registry.min_improvement:g}"
+        )
     else:
         why = "there was no champion"
     client.set_registered_model_alias(name, CHAMPION, candidate.version)
@@ -168,8 +206,14 @@ def list_versions(cfg: Config, uri: str | None = None, repo_root: Path = Path(".
         aliases.setdefault(str(version), []).append(alias)
     rows = []
     for v in versions:
-        rows.append({"version": str(v.version), "aliases": aliases.get(str(v.version), []),
-                     **{tag: _tag(v, tag) for tag in METRIC_TAGS}, "run_id": v.run_id})
+        rows.append(
+            {
+                "version": str(v.version),
+                "aliases": aliases.get(str(v.version), []),
+                **{tag: _tag(v, tag) for tag in METRIC_TAGS},
+                "run_id": v.run_id,
+            }
+        )
     return rows
 
 
@@ -209,14 +253,19 @@ def resolve_model_folder(uri_or_path: str, tracking_uri: str | None = None) -> P
             raise WeightsError(f"{path}: no {MODEL_FILE} in this folder (expected a folder written by `avs train`)")
         return path
     if "://" not in uri_or_path and ":/" not in uri_or_path:
-        raise WeightsError(f"{uri_or_path}: no such model folder (give a folder with {MODEL_FILE}, or models:/<name>@champion)")
+        raise WeightsError(
+            f"{uri_or_path}: no such model folder (give a folder with {MODEL_FILE}, or models:/<name>@champion)"
+        )
     import mlflow
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri_or_path, dst_path=tempfile.mkdtemp(prefix="avs-model-"),
-                                                     tracking_uri=tracking_uri))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri_or_path, dst_path=tempfile.mkdtemp(prefix="avs-model-"), tracking_uri=tracking_uri
+        )
+    )
     found = sorted(local.rglob(MODEL_FILE))
     if not found:
         raise WeightsError(f"{uri_or_path}: the downloaded model has no {MODEL_FILE}")

@@ -17,7 +17,11 @@ from avs.paths import local_tracking_db
 
 def tracking_uri(cfg: Config, repo_root: Path = Path(".")) -> str:
     """params' `train.tracking_uri`, else $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db."""
-    return cfg.train.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local_tracking_db(repo_root).resolve()}"
+    return (
+        cfg.train.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{local_tracking_db(repo_root).resolve()}"
+    )
 
 
 def get_or_create_experiment(client, uri: str, name: str) -> str:
@@ -36,7 +40,9 @@ def get_or_create_experiment(client, uri: str, name: str) -> str:
 def _git_commit() -> str:
     """The commit of the avs code that runs (its checkout, wherever the data repository is)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -52,11 +58,17 @@ def open_training_run(uri: str, cfg: Config, resolved: dict, manifest: dict, nam
     existing = client.search_runs([experiment_id], filter_string=f"tags.`avs.ray_run` = '{name}'", max_results=1)
     if existing:
         return existing[0].info.run_id
-    run = client.create_run(experiment_id, run_name=name, tags={
-        "avs.ray_run": name, "avs.storage_path": storage, "mlflow.source.git.commit": _git_commit(),
-        "avs.dataset": cfg.data.dataset,
-        "avs.shards_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
-    })
+    run = client.create_run(
+        experiment_id,
+        run_name=name,
+        tags={
+            "avs.ray_run": name,
+            "avs.storage_path": storage,
+            "mlflow.source.git.commit": _git_commit(),
+            "avs.dataset": cfg.data.dataset,
+            "avs.shards_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
+        },
+    )
     params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in _flatten(resolved).items()]
     client.log_batch(run.info.run_id, params=params)  # MLflow splits it into requests of its size limit
     return run.info.run_id

@@ -18,9 +18,23 @@ HOST = "127.0.0.1"
 
 def server_command(root: Path, port: int) -> list[str]:
     root = Path(root).resolve()
-    return [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts", "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+        "--workers",
+        "1",
+    ]
 
 
 def start_server(root: Path, port: int, log: Path | None = None) -> subprocess.Popen:
@@ -37,8 +51,9 @@ def start_server(root: Path, port: int, log: Path | None = None) -> subprocess.P
     return process
 
 
-def wait_until_answers(url: str, process: subprocess.Popen, what: str, timeout_s: float = 120.0,
-                       log: Path | None = None) -> None:
+def wait_until_answers(
+    url: str, process: subprocess.Popen, what: str, timeout_s: float = 120.0, log: Path | None = None
+) -> None:
     """Poll `url` until it answers with a 2xx status; fail early if `process` exits first."""
     see = f"; see {log}" if log else ""
     deadline = time.monotonic() + timeout_s
@@ -68,8 +83,11 @@ def serve(root: Path, port: int) -> int:
     """Run the server in the foreground until interrupted."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    print(f"MLflow tracking server on http://{HOST}:{port} (data in {root.resolve()}); "
-          f"point the pipeline at it with: export MLFLOW_TRACKING_URI=http://{HOST}:{port}", flush=True)
+    print(
+        f"MLflow tracking server on http://{HOST}:{port} (data in {root.resolve()}); "
+        f"point the pipeline at it with: export MLFLOW_TRACKING_URI=http://{HOST}:{port}",
+        flush=True,
+    )
     try:
         return subprocess.call(server_command(root, port))
     except KeyboardInterrupt:

@@ -24,7 +24,6 @@ from avs.track.runs import EpochLogger
 from avs.train.checkpoint import load_training_state, load_weights, read_state, write_checkpoint
 from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode, train_step, validate, warmup_cosine
 
-
 T = TypeVar("T")
 # Through logging, not print: Ray Train patches a worker's print into its logger and also echoes
 # it to stdout once anything has wrapped sys.stdout, so a printed line reached the log twice.
@@ -102,17 +101,33 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         counts: dict[str, int] = defaultdict(int)  # a term a step lacks (or has as NaN) is not averaged in
         steps = clips = 0
         data_wait = WaitClock()
-        bar = _step_bar(f"train epoch {epoch} ({epoch + 1}/{cfg.train.epochs})", steps_per_epoch) \
-            if rank == 0 and loop_config.get("progress") else None
-        for step, batch in enumerate(data_wait.timed(
-            train_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2)
-        )):
+        bar = (
+            _step_bar(f"train epoch {epoch} ({epoch + 1}/{cfg.train.epochs})", steps_per_epoch)
+            if rank == 0 and loop_config.get("progress")
+            else None
+        )
+        for step, batch in enumerate(
+            data_wait.timed(
+                train_data.iter_torch_batches(
+                    batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2
+                )
+            )
+        ):
             if batch.frames.shape[0] * batch.frames.shape[1] < 2:
                 # A last batch of a single image (VPO: T = 1): the similarity's batch norm needs two
                 # samples. Every worker gets the same number of clips, so all of them skip it.
                 continue
-            losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, epoch + step / steps_per_epoch,
-                                use_bf16, where=f"epoch {epoch} step {step}", audio_cache=audio_cache)
+            losses = train_step(
+                model,
+                batch.to(device),
+                optimizer,
+                scheduler,
+                cfg,
+                epoch + step / steps_per_epoch,
+                use_bf16,
+                where=f"epoch {epoch} step {step}",
+                audio_cache=audio_cache,
+            )
             for name, value in losses.items():
                 if math.isfinite(value := value.item()):
                     sums[name] += value
@@ -130,9 +145,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         metrics.update(validate(model, val_batches, device, use_bf16, audio_cache))
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
-            {"epoch": epoch, "train/clips_per_s": clips * context.get_world_size() / train_seconds,
-             # this worker's share of the epoch's training time spent waiting for the next batch
-             "train/data_wait_share": data_wait.seconds / train_seconds, "lr": scheduler.get_last_lr()[-1]}
+            {
+                "epoch": epoch,
+                "train/clips_per_s": clips * context.get_world_size() / train_seconds,
+                # this worker's share of the epoch's training time spent waiting for the next batch
+                "train/data_wait_share": data_wait.seconds / train_seconds,
+                "lr": scheduler.get_last_lr()[-1],
+            }
         )
         history.append(metrics)
         if rank == 0:
@@ -140,8 +159,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             reported = None
             if rank == 0:
-                state = {"epoch": epoch, "metrics": metrics, "history": history, "config": loop_config["config"],
-                         "run_id": loop_config["run_id"]}
+                state = {
+                    "epoch": epoch,
+                    "metrics": metrics,
+                    "history": history,
+                    "config": loop_config["config"],
+                    "run_id": loop_config["run_id"],
+                }
                 folder = write_checkpoint(Path(scratch) / "checkpoint", model, optimizer, scheduler, state)
                 reported = ray.train.Checkpoint.from_directory(str(folder))
                 tracker.log(metrics, epoch)
@@ -150,13 +174,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 def epoch_summary(metrics: dict[str, float], epochs: int, seconds: float) -> str:
     """One readable line per epoch for the stage's log (every metric is in MLflow and train_history.csv)."""
-    subsets = ", ".join(f"{k[len('val_'):-len('/J')]} {v:.3f}" for k, v in sorted(metrics.items())
-                        if k.startswith("val_") and k.endswith("/J") and "visible_union" not in k)
+    subsets = ", ".join(
+        f"{k[len('val_') : -len('/J')]} {v:.3f}"
+        for k, v in sorted(metrics.items())
+        if k.startswith("val_") and k.endswith("/J") and "visible_union" not in k
+    )
     epoch = int(metrics["epoch"])  # 0-based, as in train_history.csv and MLflow's steps
-    ama = "".join(f", {name} {metrics[f'train/{name}']:.3g}" for name in ("cst", "rp_gap") if f"train/{name}" in metrics)
-    return (f"avs train: epoch {epoch} ({epoch + 1}/{epochs}): loss {metrics.get('train/total', math.nan):.4g}{ama}, "
-            f"val J {metrics['val/J']:.3f}" + (f" ({subsets})" if subsets else "")
-            + f", {metrics['train/clips_per_s']:.2f} clips/s, {seconds:.0f} s")
+    ama = "".join(
+        f", {name} {metrics[f'train/{name}']:.3g}" for name in ("cst", "rp_gap") if f"train/{name}" in metrics
+    )
+    return (
+        f"avs train: epoch {epoch} ({epoch + 1}/{epochs}): loss {metrics.get('train/total', math.nan):.4g}{ama}, "
+        f"val J {metrics['val/J']:.3f}"
+        + (f" ({subsets})" if subsets else "")
+        + f", {metrics['train/clips_per_s']:.2f} clips/s, {seconds:.0f} s"
+    )
 
 
 def _step_bar(description: str, total: int):
@@ -173,4 +205,7 @@ def _worker_agreement(model: nn.Module, world_size: int) -> dict[str, float]:
     if world_size > 1:
         entries = [None] * world_size  # type: ignore[list-item]
         torch.distributed.all_gather_object(entries, (checksum, ray.get_runtime_context().get_node_id()))
-    return {"workers/in_sync": float(len({c for c, _ in entries}) == 1), "workers/nodes": float(len({n for _, n in entries}))}
+    return {
+        "workers/in_sync": float(len({c for c, _ in entries}) == 1),
+        "workers/nodes": float(len({n for _, n in entries})),
+    }

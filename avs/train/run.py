@@ -17,23 +17,20 @@ import json
 import math
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from avs.config import Config, config_to_dict
 from avs.data.preprocess import read_manifest
-from avs.paths import shards_dir
 from avs.data.stream import max_frames, read_clips, shard_files
-from avs.paths import metrics_dir, model_dir
 from avs.model.weights import WeightsError
+from avs.paths import metrics_dir, model_dir, shards_dir
 from avs.track.runs import finish_training_run, open_training_run, tracking_uri
 from avs.train.checkpoint import MODEL_FILE, STATE_FILE, read_state
 
 
 def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
     """Train the model on the shards of `cfg.data.dataset` and export it; returns the final metrics."""
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -52,8 +49,10 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         resolved["model"]["audio_weights"] = str((repo_root / cfg.model.audio_weights).resolve())
     for key in ("backbone_weights", "audio_weights"):  # fail here, not inside every Ray worker and its retries
         if resolved["model"][key] and not Path(resolved["model"][key]).is_file():
-            raise WeightsError(f"model.{key}: {resolved['model'][key]}: weight file not found "
-                               "(the default EfficientNet-Lite0 file is written by `dvc repro weights`)")
+            raise WeightsError(
+                f"model.{key}: {resolved['model'][key]}: weight file not found "
+                "(the default EfficientNet-Lite0 file is written by `dvc repro weights`)"
+            )
 
     # a local instance gets the machine's CPUs for Ray Data on top of what the workers reserve,
     # otherwise workers holding every CPU would starve the decoding tasks that feed them
@@ -67,15 +66,34 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": resolved, "threads": threads, "steps_per_epoch": steps_per_epoch,
-                           "run_id": run_id, "tracking_uri": uri, "progress": progress},
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
-                                     resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=t.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        train_loop_config={
+            "config": resolved,
+            "threads": threads,
+            "steps_per_epoch": steps_per_epoch,
+            "run_id": run_id,
+            "tracking_uri": uri,
+            "progress": progress,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=t.num_workers,
+            use_gpu=t.use_gpu,
+            resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
         datasets={
-            "train": read_clips(train_files, image_size=t.image_size, num_frames=num_frames, augment=t.augment,
-                                shuffle_seed=t.seed if t.shuffle else None, with_visible=False),
+            "train": read_clips(
+                train_files,
+                image_size=t.image_size,
+                num_frames=num_frames,
+                augment=t.augment,
+                shuffle_seed=t.seed if t.shuffle else None,
+                with_visible=False,
+            ),
             "val": read_clips(val_files, image_size=t.image_size, num_frames=num_frames, augment=None),
         },
     )
@@ -105,7 +123,9 @@ def run_name(cfg: Config, manifest: dict[str, Any]) -> str:
     for volatile in ("ray_address", "tracking_uri", "storage_path", "max_failures"):
         relevant["train"].pop(volatile)
     shards = [s["sha256"] for split in manifest["splits"].values() for s in split["shards"]]
-    digest = hashlib.sha256(json.dumps([relevant, shards, code_fingerprint()], sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([relevant, shards, code_fingerprint()], sort_keys=True).encode()).hexdigest()[
+        :12
+    ]
     return f"{cfg.data.dataset}-{digest}"
 
 
@@ -134,7 +154,11 @@ def _code_only(source: bytes) -> bytes:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree).encode()
 
@@ -172,7 +196,9 @@ def _write_metrics(repo_root: Path, final: dict[str, Any], history: list[dict[st
     folder.mkdir(exist_ok=True)
     (folder / "train.json").write_text(json.dumps({k.replace("/", "_"): v for k, v in final.items()}, indent=1) + "\n")
     columns = ["epoch", "train/total", "val/J", "val/F"] + sorted(
-        k for k in (history[-1] if history else {}) if k.startswith("val_") or (k.startswith("train/") and k != "train/total")
+        k
+        for k in (history[-1] if history else {})
+        if k.startswith("val_") or (k.startswith("train/") and k != "train/total")
     )
     with open(folder / "train_history.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

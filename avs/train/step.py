@@ -79,9 +79,17 @@ def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
     )
 
 
-def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
-               progress: float, use_bf16: bool, where: str,
-               audio_cache: AudioEmbeddingCache | None = None) -> dict[str, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    batch: ClipBatch,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    cfg: Config,
+    progress: float,
+    use_bf16: bool,
+    where: str,
+    audio_cache: AudioEmbeddingCache | None = None,
+) -> dict[str, torch.Tensor]:
     """Forward (bf16 autocast when `use_bf16`), losses, backward, clipping, optimizer and scheduler step.
 
     `batch` is on the model's device; `progress` is the epoch as a fraction (the KL annealing
@@ -114,8 +122,13 @@ def train_step(model: nn.Module, batch: ClipBatch, optimizer: torch.optim.Optimi
 
 
 @torch.no_grad()
-def validate(model: nn.Module, batches: Iterable[ClipBatch], device: torch.device, use_bf16: bool,
-             audio_cache: AudioEmbeddingCache | None = None) -> dict[str, float]:
+def validate(
+    model: nn.Module,
+    batches: Iterable[ClipBatch],
+    device: torch.device,
+    use_bf16: bool,
+    audio_cache: AudioEmbeddingCache | None = None,
+) -> dict[str, float]:
     """J and F (AVSBench protocol) over this worker's share of the validation split, summed across workers."""
     model.eval()
     meters: dict[str, BinaryMeter] = defaultdict(BinaryMeter)

@@ -59,14 +59,25 @@ def object_store(root: Path) -> Iterator[dict[str, str]]:
 
     port = free_port()
     log = open(root / "s3.log", "ab")
-    process = subprocess.Popen([_bin("moto_server"), "-H", HOST, "-p", str(port)], stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    env = {"AWS_ENDPOINT_URL": f"http://{HOST}:{port}", "AWS_ACCESS_KEY_ID": "standin",
-           "AWS_SECRET_ACCESS_KEY": "standin-secret", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    process = subprocess.Popen(
+        [_bin("moto_server"), "-H", HOST, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{HOST}:{port}",
+        "AWS_ACCESS_KEY_ID": "standin",
+        "AWS_SECRET_ACCESS_KEY": "standin-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
     try:
         wait_until_answers(env["AWS_ENDPOINT_URL"], process, "the S3 server", timeout_s=60)
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                     aws_access_key_id="standin", aws_secret_access_key="standin-secret").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="standin",
+            aws_secret_access_key="standin-secret",
+        ).create_bucket(Bucket=BUCKET)
         yield env
     finally:
         stop_server(process)
@@ -98,8 +109,10 @@ def isolated(command: Sequence[str], project: Path, keep: Sequence[str] = KEPT) 
     steps = [f"mkdir -p {stash}"]
     steps += [f"mkdir -p {stash}/{n} && mount --bind {shlex.quote(str(project / n))} {stash}/{n}" for n in kept]
     steps.append(f"mount -t tmpfs avs-hidden {shlex.quote(str(project))}")
-    steps += [f"mkdir -p {shlex.quote(str(project / n))} && mount --move {stash}/{n} {shlex.quote(str(project / n))}"
-              for n in kept]
+    steps += [
+        f"mkdir -p {shlex.quote(str(project / n))} && mount --move {stash}/{n} {shlex.quote(str(project / n))}"
+        for n in kept
+    ]
     steps.append("exec " + shlex.join(command))
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join(steps)]
 
@@ -125,9 +138,22 @@ class RayCluster:
         # a short session folder per node (Unix socket paths are limited to ~100 characters), by
         # which `kill_node` finds exactly that node's processes
         temp_dir = tempfile.mkdtemp(prefix=f"avs-standin-ray-{name}-", dir="/tmp")
-        command = [_bin("ray"), "start", *args, "--node-ip-address", HOST, "--num-cpus", str(cpus),
-                   "--disable-usage-stats", "--temp-dir", temp_dir, "--resources", f'{{"avs_{name}": 1}}',
-                   "--labels", f"avs-node={name}"]
+        command = [
+            _bin("ray"),
+            "start",
+            *args,
+            "--node-ip-address",
+            HOST,
+            "--num-cpus",
+            str(cpus),
+            "--disable-usage-stats",
+            "--temp-dir",
+            temp_dir,
+            "--resources",
+            f'{{"avs_{name}": 1}}',
+            "--labels",
+            f"avs-node={name}",
+        ]
         if hidden:
             if self.hide is None:
                 raise ValueError("a hidden node needs the project to hide (RayCluster(hide=...))")
@@ -156,8 +182,9 @@ class RayCluster:
 
 
 @contextlib.contextmanager
-def ray_cluster(root: Path, env: dict[str, str], cpus_per_node: int = 3, hide: Path | None = None,
-                head_cpus: int | None = None) -> Iterator[dict[str, str]]:
+def ray_cluster(
+    root: Path, env: dict[str, str], cpus_per_node: int = 3, hide: Path | None = None, head_cpus: int | None = None
+) -> Iterator[dict[str, str]]:
     """A head and a second node on loopback, sharing a token; yields RAY_ADDRESS and the auth settings.
 
     With `hide`, the second node cannot see that project's files (`isolated`); `head_cpus`
@@ -207,10 +234,12 @@ def local_stack(root: Path, hide: Path | None = None) -> Iterator[dict[str, str]
 def configure_dvc_remote(project: Path, env: dict[str, str]) -> None:
     """Make s3://avs/dvc on the stand-in store the project's default DVC remote (secrets in config.local)."""
     dvc = _bin("dvc")
-    steps = [["remote", "add", "--default", "--force", "standin", f"s3://{BUCKET}/dvc"],
-             ["remote", "modify", "--local", "standin", "endpointurl", env["AWS_ENDPOINT_URL"]],
-             ["remote", "modify", "--local", "standin", "access_key_id", env["AWS_ACCESS_KEY_ID"]],
-             ["remote", "modify", "--local", "standin", "secret_access_key", env["AWS_SECRET_ACCESS_KEY"]]]
+    steps = [
+        ["remote", "add", "--default", "--force", "standin", f"s3://{BUCKET}/dvc"],
+        ["remote", "modify", "--local", "standin", "endpointurl", env["AWS_ENDPOINT_URL"]],
+        ["remote", "modify", "--local", "standin", "access_key_id", env["AWS_ACCESS_KEY_ID"]],
+        ["remote", "modify", "--local", "standin", "secret_access_key", env["AWS_SECRET_ACCESS_KEY"]],
+    ]
     for args in steps:
         subprocess.run([dvc, *args], cwd=project, check=True, capture_output=True)
 
@@ -230,7 +259,10 @@ def main() -> int:
         print("The stand-in is up. In another shell:")
         for key, value in env.items():
             print(f"  export {key}={value}")
-        print("then run the pipeline there, e.g. `avs --set train.storage_path=s3://avs/ray train`. Ctrl-C here stops everything.")
+        print(
+            "then run the pipeline there, e.g. `avs --set train.storage_path=s3://avs/ray train`. "
+            "Ctrl-C here stops everything."
+        )
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)
