@@ -119,7 +119,7 @@ class AMAConfig:
     dim: int = field(default=256, metadata=_range(8, 4096))
     # [ours] Stages with more tokens than this find their group centres on an average-pooled
     # copy (DPC-KNN is quadratic in the token count); every full-resolution token then joins
-    # its nearest centre. See benchmarks/results/model_cost.md.
+    # its nearest centre (benchmarks/model_cost.py measures the cost).
     grouping_tokens: int = field(default=196, metadata=_range(16, 1_000_000))
 
 
@@ -244,10 +244,11 @@ class TrainConfig:
     weight_decay: float = field(default=0.05, metadata=_range(0.0, 1.0))
     warmup_epochs: float = field(default=1.0, metadata=_range(0.0, 10_000.0))
     grad_clip: float = field(default=1.0, metadata=_range(0.0))
-    # Shuffle the training clips into a new order every epoch (seeded by `seed`). The shards hold
-    # clips grouped by subset, so unshuffled epochs would train on one subset after another.
-    # A full shuffle of the undecoded rows, which Ray holds in its object store while it runs.
+    # Shuffle the training clips every epoch (seeded by `seed`): the shard files in a new order, and
+    # each worker draws its batches at random from a buffer of `shuffle_buffer` decoded clips. The
+    # train split's shards hold the clips in a seeded random order (preprocess), so files mix subsets.
     shuffle: bool = True
+    shuffle_buffer: int = field(default=64, metadata=_range(1, 100_000))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     # Ray: workers, and whether each takes a GPU (bf16 autocast then).
@@ -262,9 +263,27 @@ class TrainConfig:
     # Where Ray Train persists checkpoints: a local folder (relative to the repo) or a URI (s3://...).
     storage_path: str = "data/ray"
     max_failures: int = field(default=2, metadata=_range(-1, 1000))
-    # MLflow: a URI, or null for the embedded sqlite:///mlflow.db in the repo root.
+    # Where every node reads the shards: a URI (s3://bucket/prefix, or any pyarrow filesystem) or a
+    # shared mount, to which `train` publishes the local shards first; null: the local shard folder,
+    # which only the machine that ran `preprocess` has (one machine, or a cluster sharing its disk).
+    shards_uri: str | None = None
+    # MLflow: a URI, or null for the embedded sqlite:///mlflow.db in the repo root (one machine only).
     tracking_uri: str | None = None
     experiment: str = "avs"
+
+
+# The train settings that say where and how a run executes, not what it learns: they are not in
+# the training run's name, nor in the train stage's DVC params (dvc.yaml lists the others).
+RUNTIME_SETTINGS = (
+    "ray_address",
+    "storage_path",
+    "max_failures",
+    "cpus_per_worker",
+    "threads_per_worker",
+    "shards_uri",
+    "tracking_uri",
+    "experiment",
+)
 
 
 @dataclass(frozen=True)

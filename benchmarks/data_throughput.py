@@ -55,7 +55,7 @@ from PIL import Image
 
 from avs.config import config_from_dict, config_to_dict, load_config
 from avs.data.audio import to_pcm16
-from avs.data.collate import CollateClips
+from avs.data.collate import CollateClips, iter_clip_batches
 from avs.data.media import SAMPLE_RATE
 from avs.data.shards import SCHEMA, decode_row
 from avs.data.stream import DecodeClips, max_frames, read_clips, read_shard_rows, shard_files
@@ -113,8 +113,14 @@ def ray_data_rate(files: list[str], cfg, num_frames: int, cold: bool) -> dict[st
         shuffle_seed=cfg.train.seed if cfg.train.shuffle else None,
         with_visible=False,
     )  # as the train stage reads it
-    rates = timed_passes(
-        lambda: dataset.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips()), cold
+    rates = timed_passes(  # as a training worker iterates it (with its local shuffle buffer)
+        lambda: iter_clip_batches(
+            dataset,
+            batch_size=cfg.train.batch_size,
+            shuffle_buffer=cfg.train.shuffle_buffer if cfg.train.shuffle else 0,
+            seed=cfg.train.seed,
+        ),
+        cold,
     )
     rates["pass_overhead_s"] = ray_pass_overhead(files)
     ray.shutdown()

@@ -58,6 +58,24 @@ def test_repro_runs_once_and_reruns_only_what_changed(project):
     again = _dvc(project, "repro")
     assert "Running stage" not in again and "up to date" in again
 
+    # where it runs is not the model: no stage goes stale; a new tracking URI re-registers only
+    original = (project / "params.yaml").read_text()
+    for key, value in (
+        ("ray_address", "ray://elsewhere:10001"),
+        ("storage_path", "s3://bucket/ray"),
+        ("max_failures", 7),
+        ("threads_per_worker", 3),
+        ("cpus_per_worker", 2),
+    ):
+        _set(project, "train", key, value)
+    assert "up to date" in _dvc(project, "status"), _dvc(project, "status")
+    _set(project, "train", "tracking_uri", "http://mlflow.elsewhere:5000")
+    status = _dvc(project, "status")
+    assert "register:" in status and "train:" not in status and "evaluate:" not in status, status
+    _set(project, "train", "lr", 0.01)  # a training setting still retrains
+    assert "train:" in _dvc(project, "status")
+    (project / "params.yaml").write_text(original)
+
     # an evaluation setting reruns evaluation and registration only
     _set(project, "evaluate", "overlays", 2)
     changed = _dvc(project, "repro")

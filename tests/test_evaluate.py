@@ -285,3 +285,16 @@ def test_the_champion_loads_outside_the_checkout_and_serves_over_http(model_repo
     predictions = answer["predictions"]
     assert np.asarray(predictions["probability"]).shape == (1, 2, 64, 64)
     assert np.asarray(predictions["uncertainty"]).shape == (1, 2, 64, 64)
+
+
+def test_register_follows_the_tracking_uri_it_writes_to(model_repo):
+    """Evaluated against one store, registered to another: the version's run is in the new store."""
+    from mlflow.tracking import MlflowClient
+
+    first, second = f"sqlite:///{model_repo / 'first.db'}", f"sqlite:///{model_repo / 'second.db'}"
+    metrics = evaluate_and_log(config(), model_repo, first)
+    record = register(config(), model_repo, second)
+    assert record["version"] == "1"
+    logged = MlflowClient(second).get_run(record["run_id"]).data.metrics
+    assert logged["test/J"] == pytest.approx(metrics["test"]["J"])
+    assert list_versions(config(), second)[0]["version"] == "1"

@@ -40,3 +40,27 @@ def test_the_code_fingerprint_covers_the_model_and_the_loop(tmp_path, monkeypatc
     (package / "model" / "x.py").write_text("a = 2\n")
     assert run.code_fingerprint() != before
     assert len(run.code_fingerprint()) == 64
+
+
+def _train_stage() -> dict:
+    import yaml
+
+    from tests.conftest import REPO
+
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
+
+
+def test_the_fingerprinted_code_is_the_train_stages_code_deps():
+    code_deps = {dep.removeprefix("avs/") for dep in _train_stage()["deps"] if dep.startswith("avs/")}
+    assert code_deps == set(run.RESULT_CODE)
+
+
+def test_the_train_stage_tracks_every_train_setting_but_where_it_runs():
+    from avs.config import RUNTIME_SETTINGS, TrainConfig
+
+    params = _train_stage()["params"]
+    assert {"data", "model", "loss"} <= set(params) and "train" not in params
+    tracked = {p.removeprefix("train.") for p in params if p.startswith("train.")}
+    every = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(RUNTIME_SETTINGS) <= every
+    assert tracked == every - set(RUNTIME_SETTINGS)

@@ -12,7 +12,7 @@ import torch
 from avs.config import AugmentConfig, ConfigError
 from avs.data.audio import add_white_noise, to_pcm16
 from avs.data.batch import ClipBatch
-from avs.data.collate import CollateClips
+from avs.data.collate import CollateClips, iter_clip_batches
 from avs.data.errors import DataError
 from avs.data.shards import SCHEMA, encode_jpeg, encode_png
 from avs.data.stream import DecodeClips, shard_files
@@ -171,7 +171,7 @@ def test_training_reads_no_visible_masks(tmp_path):
 
 
 def test_training_order_is_shuffled_anew_every_epoch(tmp_path):
-    """The shards hold clips grouped by subset; training must not see them in that order."""
+    """Files of one subset each, the worst case: the file order and the local buffer still mix them."""
     import pyarrow.parquet as pq
     import ray
 
@@ -187,8 +187,8 @@ def test_training_order_is_shuffled_anew_every_epoch(tmp_path):
     try:
         dataset = read_clips(files, image_size=16, num_frames=1, augment=None, shuffle_seed=0)
         first, second = (
-            [c for b in dataset.iter_torch_batches(batch_size=8, collate_fn=CollateClips()) for c in b.clip_id]
-            for _ in range(2)
+            [c for b in iter_clip_batches(dataset, batch_size=8, shuffle_buffer=16, seed=epoch) for c in b.clip_id]
+            for epoch in range(2)
         )  # two epochs
         grouped = sorted(first)
         assert sorted(second) == grouped and len(set(first)) == 48  # every clip once per epoch

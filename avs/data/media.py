@@ -25,12 +25,8 @@ PCM_SCALE = 32768.0  # 16-bit PCM: the shards' audio and resampled audio are mul
 # The embedded set must come out byte-identical on every machine and in every run.
 # - One thread: x264's output depends on its thread count, which it takes from the CPUs it may use.
 # - No macroblock-tree rate control (mbtree=0): with it, x264's AVX-512 code made the output depend
-#   on what the process had encoded before (the default set's 440 clips written in reverse order in
-#   another process gave 28 other files; two fetches side by side, 45). Limited to AVX2 it did not,
-#   but its bytes then differed from the AVX-512 ones. Without it, SSSE3, AVX2 and AVX-512 give the
-#   same bytes (tests/test_media.py), in any order. Only plain SSE2 and C give others.
-#   (An earlier fix, muxing the audio first, only hid this in one test; with mbtree the test fails
-#   whichever goes first.)
+#   on what the process had encoded before, and differ from its AVX2 code. Without it, SSSE3, AVX2
+#   and AVX-512 give the same bytes in any order (tests/test_media.py); only plain SSE2 and C differ.
 X264_OPTIONS = {"crf": "17", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
 # Silence below this peak amplitude (about -80 dBFS) counts as "no signal at all".
 SILENT_PEAK = 1e-4

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -77,7 +78,8 @@ def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, prog
     writers = {split: _SplitWriter(scratch / split, target) for split in SPLITS}
     subsets: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
     skipped, padded = [], []
-    jobs = [(ref, source.name, cfg.image_size, cfg.jpeg_quality, cfg.max_audio_shortfall_s) for ref in source.clips]
+    clips = _in_writing_order(source.clips)
+    jobs = [(ref, source.name, cfg.image_size, cfg.jpeg_quality, cfg.max_audio_shortfall_s) for ref in clips]
     pool = None
     try:
         if cfg.num_workers > 1 and len(jobs) > 1:
@@ -86,7 +88,7 @@ def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, prog
         else:
             results = map(_process_clip, jobs)
         bar = tqdm(results, total=len(jobs), desc=f"preprocess {source.name}", unit="clip", disable=not progress)
-        for ref, outcome in zip(source.clips, bar):
+        for ref, outcome in zip(clips, bar):
             if isinstance(outcome, DataError):
                 if cfg.on_error == "raise":
                     raise outcome
@@ -113,6 +115,18 @@ def preprocess_source(source: Source, out_dir: Path, cfg: PreprocessConfig, prog
             pool.join()
     _swap_in(scratch, out_dir)
     return manifest
+
+
+def _in_writing_order(clips: list[ClipRef]) -> list[ClipRef]:
+    """The train split in a seeded random order, so that every shard file mixes the subsets and a
+    shuffle of the files plus a local buffer mixes an epoch (`train.shuffle`); val and test keep
+    the source's order, in which the official metric code forms its batches (`compat`)."""
+    train = [ref for ref in clips if ref.split == "train"]
+    order = np.random.default_rng(TRAIN_ORDER_SEED).permutation(len(train))
+    return [train[i] for i in order] + [ref for ref in clips if ref.split != "train"]
+
+
+TRAIN_ORDER_SEED = 0
 
 
 def read_manifest(shards_dir: Path) -> dict[str, Any]:

@@ -106,34 +106,30 @@ def read_clips(files: list[str], *, image_size: int, num_frames: int, augment: A
                shuffle_seed: int | None = None, with_visible: bool = True, batch_rows: int = 8):
     """A Ray Dataset of decoded clips (augmented when `augment` is given, else only resized).
 
-    `shuffle_seed` shuffles the clips before decoding, into a new order on every pass (epoch)
-    (seeded, though parallel reads can still change the order between runs); None keeps the
-    shards' order. `with_visible=False` leaves the visible-object masks unread (training does not
-    use them; the audio-blind reference is computed on validation).
+    `shuffle_seed` reads the shard files in a new order on every pass (epoch), seeded; the
+    training loop then draws batches at random from a local buffer (`iter_clip_batches`). This
+    replaces a global `random_shuffle`, which materialised every undecoded row in Ray's object
+    store each epoch. None keeps the shards' order. `with_visible=False` leaves the visible-object
+    masks unread (training does not use them; the audio-blind reference is computed on validation).
     """
-    import ray.data
-
     decode = DecodeClips(image_size=image_size, num_frames=num_frames, augment=augment)
-    clips = read_shard_rows(files)
+    clips = read_shard_rows(files, shuffle_seed)
     if not with_visible:  # projected away before the read (Ray Data pushes the selection down)
         clips = clips.select_columns([name for name in SCHEMA.names if name != "visible_masks"])
-    if shuffle_seed is not None:
-        clips = clips.random_shuffle(seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True))
     return clips.map_batches(decode, batch_size=batch_rows, batch_format="pyarrow")
 
 
 CLIPS_PER_BLOCK = 64  # rows per Ray Data block: enough blocks to decode in parallel, few enough that tasks stay cheap
 
 
-def read_shard_rows(files: list[str]):
+def read_shard_rows(files: list[str], shuffle_seed: int | None = None):
     """`ray.data.read_parquet` in about one block per `CLIPS_PER_BLOCK` clips (at least one per file).
 
     Ray 2.60's default Parquet reader (DataSource V2) packs up to 128 MiB of row groups into
-    one read task and ignores `override_num_blocks`: the embedded default's 60 MB of training
-    shards came out as a single block, decoded by a single task on one core, and every pass
-    first started 32 footer-reading actors (0.7 s). The V1 reader, still selectable through
-    `DataContext.use_datasource_v2`, reads the files in parallel into the blocks asked for
-    (see benchmarks/results/data_throughput.md).
+    one read task and ignores `override_num_blocks`, so a small dataset comes out as a single
+    block decoded by one task on one core, and every pass first starts footer-reading actors.
+    The V1 reader, still selectable through `DataContext.use_datasource_v2`, reads the files in
+    parallel into the blocks asked for (benchmarks/data_throughput.py measures the data path).
     """
     import pyarrow.parquet as pq
     import ray.data
@@ -144,6 +140,9 @@ def read_shard_rows(files: list[str]):
     default_reader = context.use_datasource_v2
     context.use_datasource_v2 = False  # read at planning time only: restored before anything runs
     try:
-        return ray.data.read_parquet(files, override_num_blocks=max(len(files), -(-rows // CLIPS_PER_BLOCK)))
+        shuffle = None if shuffle_seed is None else ray.data.FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
+        return ray.data.read_parquet(
+            files, override_num_blocks=max(len(files), -(-rows // CLIPS_PER_BLOCK)), shuffle=shuffle
+        )
     finally:
         context.use_datasource_v2 = default_reader

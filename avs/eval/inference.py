@@ -6,7 +6,7 @@ matches that scale, and averaging with the mirrored frames (`evaluate.flip`) rem
 `evaluate.guided_kernel` [ours] then passes the mask probabilities through a guided filter (He et
 al., "Guided Image Filtering", kornia's `guided_blur`) with the frame as the guide, so that a mask
 drawn at 1/4 (or 1/2) scale snaps to the object's edges. The `evaluate` stage, `avs predict` and
-the registered MLflow model all go through `segment`; the figures are in benchmarks/README.md.
+the registered MLflow model all go through `segment`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def guided_logits(
     sizes = [p.shape[2] for p in probs]
     stacked = torch.cat(probs, 2).flatten(0, 1)  # (B*T, sum K, h, w): one set of guide statistics
     # separable: the window means as two 1-D passes, equal to the 2-D window to float rounding and
-    # faster (benchmarks/results/cpu_kernels.md)
+    # faster (benchmarks/cpu_kernels.py)
     filtered = guided_blur(frames.flatten(0, 1).float(), stacked, kernel, eps, separable=True).unflatten(
         0, frames.shape[:2]
     )

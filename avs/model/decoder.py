@@ -13,11 +13,9 @@ class GroupNorm(nn.GroupNorm):
     """`nn.GroupNorm` that copies a narrow channels-last input to NCHW on CPU when it will be trained.
 
     Why: the model is channels-last (`build_model`), and PyTorch's channels-last group norm on
-    CPU is slow for few channels: at the mask refiner's 16, forward + backward took 2.6x the
-    time of copying to NCHW first (benchmarks/results/cpu_kernels.md); at 64 and more channels
-    copying costs more than it saves. Without a graph (inference) the channels-last forward is
-    the faster one (4.1 against 6.7 ms for 20 frames at 88 px), so it stays. The output is the
-    same to float rounding.
+    CPU is slow for few channels in training, where copying to NCHW first is cheaper; at wide
+    layers, and without a graph (inference), channels-last is the faster, so it stays there
+    (benchmarks/cpu_kernels.py measures both). The output is the same to float rounding.
     """
 
     narrow_channels = 32

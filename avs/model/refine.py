@@ -12,11 +12,10 @@ from avs.model.decoder import GroupNorm, conv_norm_act
 class MaskRefiner(nn.Module):
     """Coarse (1/4) mask logits -> 1/2-scale logits, corrected where the frame shows an edge.
 
-    Why it exists: the embedded set's objects are small (5 to 11 % of a 128 px frame), and a
-    mask predicted at 1/4 scale and upsampled cannot follow their outline. Even the ground truth
-    pooled to 1/4 and upsampled scores only J 0.80 on `hard` at 128 px (0.91 at 1/2 scale;
-    benchmarks/results/mask_resolution.md), and much of the trained model's error was background
-    around each object's outline. Two convolutions over the frame at 1/2 scale find the edges; a
+    Why it exists: the embedded set's objects are small, and a mask predicted at 1/4 scale and
+    upsampled cannot follow their outline (even the ground truth pooled to 1/4 and upsampled
+    loses much of its J); much of the model's error is background around each object's
+    outline. Two convolutions over the frame at 1/2 scale find the edges; a
     third combines them with the upsampled decoder features and coarse logits into a correction.
     The correction starts at zero (last convolution zero-initialised), so training begins from
     the coarse mask.

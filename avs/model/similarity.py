@@ -18,10 +18,9 @@ class AudioPixelSimilarity(nn.Module):
     model to express; trained on that path alone it picked the sounding one of two visible
     objects at chance. A bilinear term between the audio and each pixel says it directly.
 
-    Why the first two stages (strides 4 and 8, after their AMA): frozen ImageNet features of
-    those stages tell the sounding object from a silent look-alike better than later stages
-    (benchmarks/results/binding_probe.md), and in training the similarity learned the binding
-    faster on them than on the decoder's output (benchmarks/results/training_probe.md).
+    Why the first two stages (strides 4 and 8, after their AMA): their features tell the
+    sounding object from a silent look-alike better than later stages, and the similarity
+    learns the binding faster on them than on the decoder's output.
 
     Why batch norm on the audio: embeddings of different sounds from a pretrained encoder share
     a large common component (cosine ~0.85 for aisfx); what tells them apart is small.

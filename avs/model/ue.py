@@ -16,8 +16,7 @@ class TemporalAttention(nn.Module):
     with one qkv projection and two einsums on the (B, T, H, W, C) view of channels-last frames:
     with T = 5 the attention matrices are tiny and the cost is in moving the H*W*T tokens, so
     this layout avoids the copies that `nn.MultiheadAttention` or `scaled_dot_product_attention`
-    need (their (..., T, d) layout): 13 % less time forward + backward on 2 CPU cores than the
-    latter (benchmarks/results/cpu_kernels.md).
+    need (their (..., T, d) layout); benchmarks/cpu_kernels.py compares the two.
     """
 
     def __init__(self, *, dim: int, num_heads: int, max_frames: int):

@@ -14,9 +14,11 @@ from avs.track.runs import get_or_create_experiment
 from avs.track.runs import tracking_uri as default_tracking_uri
 
 
-def log_evaluation(cfg: Config, repo_root: Path, metrics: dict[str, Any], tracking_uri: str | None = None) -> str:
+def log_evaluation(
+    cfg: Config, repo_root: Path, metrics: dict[str, Any], tracking_uri: str | None = None, record: bool = True
+) -> str:
     """Log the evaluate stage's metrics and pictures to the training's run when the store has it,
-    else to a new run; records the run in the report folder's mlflow.json and returns its id."""
+    else to a new run; returns its id, and with `record` writes it to the report folder's mlflow.json."""
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -62,5 +64,6 @@ def log_evaluation(cfg: Config, repo_root: Path, metrics: dict[str, Any], tracki
     client.log_artifact(run_id, str(reports / "reliability.png"), "evaluation")
     if (reports / "overlays").is_dir():
         client.log_artifacts(run_id, str(reports / "overlays"), "evaluation/overlays")
-    (reports / "mlflow.json").write_text(json.dumps({"run_id": run_id}, indent=1) + "\n")
+    if record:
+        (reports / "mlflow.json").write_text(json.dumps({"run_id": run_id}, indent=1) + "\n")
     return run_id

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from avs.config import Config, config_from_dict
-from avs.data.collate import CollateClips
+from avs.data.collate import iter_clip_batches
 from avs.model import build_model
 from avs.track.runs import EpochLogger
 from avs.train.checkpoint import load_training_state, load_weights, read_state, write_checkpoint
@@ -52,19 +54,22 @@ class WaitClock:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Train for `train.epochs`, validating and checkpointing after every epoch.
 
-    `loop_config` holds the resolved params (`config`), `threads`, `steps_per_epoch`, the
+    `loop_config` holds the resolved params (`config`), the weight files shared through Ray's
+    object store (`weights`), `threads` (0: the node's cores over its workers), `steps_per_epoch`, the
     MLflow `run_id`/`tracking_uri` that rank 0 logs to and `progress` (rank 0 shows a bar of the
     epoch's steps). On a restart (a worker died, or the stage was interrupted and run again)
     training resumes after the last reported checkpoint.
     """
     cfg: Config = config_from_dict(loop_config["config"])
-    torch.set_num_threads(loop_config["threads"])
-    torch.manual_seed(cfg.train.seed)
     context = ray.train.get_context()
+    # this node's cores shared among its workers, unless train.threads_per_worker says otherwise
+    torch.set_num_threads(loop_config["threads"] or max(1, (os.cpu_count() or 1) // context.get_local_world_size()))
+    torch.manual_seed(cfg.train.seed)
     rank = context.get_world_rank()
     use_bf16 = cfg.train.use_gpu and torch.cuda.is_available()
 
-    network = build_model(cfg)
+    with tempfile.TemporaryDirectory() as weights_folder:  # the driver's weight files, from Ray's object store
+        network = build_model(_with_weights(cfg, loop_config.get("weights", {}), Path(weights_folder)))
     # a frozen encoder's embeddings are remembered: every epoch and validation pass repeat its seconds
     audio_cache = freeze_audio_encoder(network) if cfg.model.freeze_audio else None
     device = ray.train.torch.get_device()
@@ -108,8 +113,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         )
         for step, batch in enumerate(
             data_wait.timed(
-                train_data.iter_torch_batches(
-                    batch_size=cfg.train.batch_size, collate_fn=CollateClips(), prefetch_batches=2
+                iter_clip_batches(
+                    train_data,
+                    batch_size=cfg.train.batch_size,
+                    shuffle_buffer=cfg.train.shuffle_buffer if cfg.train.shuffle else 0,
+                    seed=(cfg.train.seed * 1000 + epoch) * 1000 + rank,  # another draw every epoch and worker
                 )
             )
         ):
@@ -141,7 +149,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             bar.close()
         train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
         metrics = {f"train/{name}": total / counts[name] for name, total in sums.items()}
-        val_batches = val_data.iter_torch_batches(batch_size=cfg.train.batch_size, collate_fn=CollateClips())
+        val_batches = iter_clip_batches(val_data, batch_size=cfg.train.batch_size)
         metrics.update(validate(model, val_batches, device, use_bf16, audio_cache))
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
@@ -170,6 +178,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 reported = ray.train.Checkpoint.from_directory(str(folder))
                 tracker.log(metrics, epoch)
             ray.train.report(metrics, checkpoint=reported)
+
+
+def _with_weights(cfg: Config, weights: dict[str, tuple[str, Any]], folder: Path) -> Config:
+    """`cfg` with each shared weight file (`model.<key>` -> (name, object ref)) written to `folder`."""
+    paths = {}
+    for key, (name, ref) in weights.items():
+        paths[key] = str(folder / name)
+        Path(paths[key]).write_bytes(ray.get(ref))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **paths)) if paths else cfg
 
 
 def epoch_summary(metrics: dict[str, float], epochs: int, seconds: float) -> str:

@@ -20,8 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from avs.config import Config, config_to_dict
+from avs.config import RUNTIME_SETTINGS, Config, ConfigError, config_to_dict
 from avs.data.preprocess import read_manifest
+from avs.data.publish import publish_shards, published_files
 from avs.data.stream import max_frames, read_clips, shard_files
 from avs.model.weights import WeightsError
 from avs.paths import metrics_dir, model_dir, shards_dir
@@ -54,21 +55,26 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
                 "(the default EfficientNet-Lite0 file is written by `dvc repro weights`)"
             )
 
+    uri = tracking_uri(cfg, repo_root)
     # a local instance gets the machine's CPUs for Ray Data on top of what the workers reserve,
     # otherwise workers holding every CPU would starve the decoding tasks that feed them
     _init_ray(t.ray_address, progress, local_cpus=(os.cpu_count() or 1) + t.num_workers * t.cpus_per_worker)
-    threads = t.threads_per_worker or max(1, (os.cpu_count() or 1) // t.num_workers)
+    require_reachable_tracking(uri)
+    if t.shards_uri:  # every node reads the shards from there, not from this machine's disk
+        location = publish_shards(shards, t.shards_uri)
+        train_files, val_files = (published_files(location, manifest, split) for split in ("train", "val"))
+    weights = {key: _share_file(resolved["model"][key]) for key in ("backbone_weights", "audio_weights")}
     steps_per_epoch = math.ceil(manifest["splits"]["train"]["clips"] / (t.batch_size * t.num_workers))
     name = run_name(cfg, manifest)
     storage = t.storage_path if "://" in t.storage_path else str((repo_root / t.storage_path).resolve())
-    uri = tracking_uri(cfg, repo_root)
     run_id = open_training_run(uri, cfg, resolved, manifest, name, storage)
 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "config": resolved,
-            "threads": threads,
+            "weights": {key: shared for key, shared in weights.items() if shared},
+            "threads": t.threads_per_worker,
             "steps_per_epoch": steps_per_epoch,
             "run_id": run_id,
             "tracking_uri": uri,
@@ -109,8 +115,19 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
     return state["metrics"]
 
 
-# The code that determines a training's result (the train stage's code deps in dvc.yaml).
-RESULT_CODE = ("model", "train", "data/stream.py", "data/shards.py", "data/audio.py", "eval/metrics.py")
+# The code that determines a training's result: the train stage's code deps in dvc.yaml
+# (tests/test_run_name.py checks that the two lists agree).
+RESULT_CODE = (
+    "model",
+    "train",
+    "data/batch.py",
+    "data/collate.py",
+    "data/stream.py",
+    "data/shards.py",
+    "data/audio.py",
+    "eval/metrics.py",
+    "eval/audio_cache.py",
+)
 
 
 def run_name(cfg: Config, manifest: dict[str, Any]) -> str:
@@ -120,8 +137,8 @@ def run_name(cfg: Config, manifest: dict[str, Any]) -> str:
     afresh instead of continuing from weights that another version of the code trained.
     """
     relevant = {k: config_to_dict(cfg)[k] for k in ("data", "model", "loss", "train")}
-    for volatile in ("ray_address", "tracking_uri", "storage_path", "max_failures"):
-        relevant["train"].pop(volatile)
+    for runtime in RUNTIME_SETTINGS:
+        relevant["train"].pop(runtime)
     shards = [s["sha256"] for split in manifest["splits"].values() for s in split["shards"]]
     digest = hashlib.sha256(json.dumps([relevant, shards, code_fingerprint()], sort_keys=True).encode()).hexdigest()[
         :12
@@ -161,6 +178,29 @@ def _code_only(source: bytes) -> bytes:
             ):
                 node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree).encode()
+
+
+def _share_file(path: str | None):
+    """(file name, object ref of its bytes) for a weight file, so that workers on any node get it
+    from Ray's object store rather than from this machine's path; None for no file."""
+    import ray
+
+    return None if not path else (Path(path).name, ray.put(Path(path).read_bytes()))
+
+
+def require_reachable_tracking(uri: str) -> None:
+    """Stop a run on a Ray cluster of several nodes whose tracking URI is local to this machine:
+    rank 0 logs from whichever node it lands on, where a local file store does not exist."""
+    import ray
+
+    local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if local and len(nodes) > 1:
+        raise ConfigError(
+            f"train.tracking_uri: {uri} is on this machine, but the Ray cluster has {len(nodes)} nodes and rank 0 "
+            "may run on another; set train.tracking_uri (or MLFLOW_TRACKING_URI) to a tracking server every node "
+            "reaches, e.g. http://mlflow.avs.svc:5000 (infra/mlflow)"
+        )
 
 
 def _init_ray(address: str | None, progress: bool, local_cpus: int) -> None:
