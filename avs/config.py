@@ -237,7 +237,8 @@ class TrainConfig:
     """Ray Train: scale, optimisation, checkpoints and tracking."""
 
     epochs: int = field(default=10, metadata=_range(1, 10_000))
-    batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per worker and step
+    batch_size: int = field(default=4, metadata=_range(1, 4096))  # clips per CPU worker and step
+    batch_size_gpu: int = field(default=16, metadata=_range(1, 4096))  # clips per GPU worker and step
     image_size: int = field(default=128, metadata=_range(32, 2048))  # training and validation size
     lr: float = field(default=1e-3, metadata=_range(0.0, 1.0))
     backbone_lr_multiplier: float = field(default=1.0, metadata=_range(0.0, 10.0))
@@ -254,6 +255,12 @@ class TrainConfig:
     # Ray: workers, and whether each takes a GPU (bf16 autocast then).
     num_workers: int = field(default=1, metadata=_range(1, 4096))
     use_gpu: bool = False
+
+    @property
+    def worker_batch_size(self) -> int:
+        """Clips per worker and step: `batch_size_gpu` when each worker has a GPU, else `batch_size`."""
+        return self.batch_size_gpu if self.use_gpu else self.batch_size
+
     # Logical CPUs each worker reserves; the rest of the node's CPUs decode data in Ray Data.
     cpus_per_worker: int = field(default=1, metadata=_range(1, 1024))
     # Torch intra-op threads per worker; 0 = the node's cores divided among its workers.

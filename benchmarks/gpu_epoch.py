@@ -166,17 +166,8 @@ def run_epoch(
     sync(device)
     start = time.perf_counter()
     for step, batch in enumerate(batches):
-        losses = train_step(
-            model,
-            batch.to(device),
-            optimizer,
-            scheduler,
-            cfg,
-            epoch + step / len(batches),
-            use_bf16,
-            where=f"epoch {epoch} step {step}",
-            audio_cache=cache,
-        )
+        progress, where = epoch + step / len(batches), f"epoch {epoch} step {step}"
+        losses = train_step(model, batch.to(device), optimizer, scheduler, cfg, progress, use_bf16, where, cache)
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.item()
     sync(device)

@@ -44,3 +44,19 @@ def test_epoch_summary_names_the_epoch_loss_validation_and_speed():
     }
     line = epoch_summary(metrics, epochs=10, seconds=95.4)
     assert line == "avs train: epoch 2 (3/10): loss 12.35, val J 0.500 (ms3 0.410, s4 0.800), 3.46 clips/s, 95 s"
+
+
+def test_the_loss_meter_averages_finite_terms_and_reports_divergence():
+    import pytest
+    import torch
+
+    from avs.train.step import LossMeter, TrainingDiverged
+
+    meter = LossMeter()
+    meter.add({"total": torch.tensor(2.0), "rp_gap": torch.tensor(float("nan"))})
+    meter.add({"total": torch.tensor(4.0), "rp_gap": torch.tensor(0.5)})
+    meter.raise_if_diverged("epoch 0")  # all finite: nothing raised
+    assert meter.means() == {"total": 3.0, "rp_gap": 0.5}  # a NaN term is left out of its mean
+    meter.add({"total": torch.tensor(float("inf")), "rp_gap": torch.tensor(0.1)})
+    with pytest.raises(TrainingDiverged, match="epoch 1, steps 0-2: the loss stopped being finite .1 steps."):
+        meter.raise_if_diverged("epoch 1, steps 0-2")

@@ -154,7 +154,8 @@ def test_pipeline_on_hidden_nodes_through_s3_survives_a_lost_node(tmp_path):
         assert "test_J" in version.tags
         run = client.get_run(version.run_id)
         assert "test/J" in run.data.metrics and "val/J" in run.data.metrics  # training and evaluation in one run
-        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/J")) == [0, 1, 2]
+        # every epoch logged; one trained again after the loss (its checkpoint not yet stored) is logged twice
+        assert {m.step for m in client.get_metric_history(run.info.run_id, "val/J")} == {0, 1, 2}
         promote = subprocess.run(
             [sys.executable, "-m", "avs.cli", "promote"],
             cwd=project,

@@ -8,7 +8,6 @@ import math
 import os
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,9 +23,18 @@ from avs.data.collate import iter_clip_batches
 from avs.model import build_model
 from avs.track.runs import EpochLogger
 from avs.train.checkpoint import load_training_state, load_weights, read_state, write_checkpoint
-from avs.train.step import freeze_audio_encoder, make_optimizer, set_training_mode, train_step, validate, warmup_cosine
+from avs.train.step import (
+    LossMeter,
+    freeze_audio_encoder,
+    make_optimizer,
+    set_training_mode,
+    train_step,
+    validate,
+    warmup_cosine,
+)
 
 T = TypeVar("T")
+LOG_EVERY = 50  # steps between checks that the loss is still finite (each a host sync)
 # Through logging, not print: Ray Train patches a worker's print into its logger and also echoes
 # it to stdout once anything has wrapped sys.stdout, so a printed line reached the log twice.
 log = logging.getLogger(__name__)
@@ -102,8 +110,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
         set_training_mode(model, cfg.model.freeze_audio)
-        sums: dict[str, float] = defaultdict(float)
-        counts: dict[str, int] = defaultdict(int)  # a term a step lacks (or has as NaN) is not averaged in
+        meter = LossMeter()  # on the device: the loss terms are read once per logging interval
         steps = clips = 0
         data_wait = WaitClock()
         bar = (
@@ -115,7 +122,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             data_wait.timed(
                 iter_clip_batches(
                     train_data,
-                    batch_size=cfg.train.batch_size,
+                    batch_size=cfg.train.worker_batch_size,
                     shuffle_buffer=cfg.train.shuffle_buffer if cfg.train.shuffle else 0,
                     seed=(cfg.train.seed * 1000 + epoch) * 1000 + rank,  # another draw every epoch and worker
                 )
@@ -135,12 +142,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 use_bf16,
                 where=f"epoch {epoch} step {step}",
                 audio_cache=audio_cache,
+                check_finite=False,
             )
-            for name, value in losses.items():
-                if math.isfinite(value := value.item()):
-                    sums[name] += value
-                    counts[name] += 1
+            meter.add(losses)
             steps += 1
+            if steps % LOG_EVERY == 0:
+                meter.raise_if_diverged(f"epoch {epoch}, steps {steps - LOG_EVERY}-{steps - 1}")
             clips += len(batch.clip_id)
             if bar is not None:
                 bar.update(1)
@@ -148,8 +155,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             bar.total = steps  # steps_per_epoch assumed an even split of the clips between workers
             bar.close()
         train_seconds = time.perf_counter() - started  # the epoch's training steps, data waits included
-        metrics = {f"train/{name}": total / counts[name] for name, total in sums.items()}
-        val_batches = iter_clip_batches(val_data, batch_size=cfg.train.batch_size)
+        meter.raise_if_diverged(f"epoch {epoch}")
+        metrics = {f"train/{name}": value for name, value in meter.means().items()}
+        val_batches = iter_clip_batches(val_data, batch_size=cfg.train.worker_batch_size)
         metrics.update(validate(model, val_batches, device, use_bf16, audio_cache))
         metrics.update(_worker_agreement(model, context.get_world_size()))
         metrics.update(
@@ -164,20 +172,25 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         history.append(metrics)
         if rank == 0:
             log.info(epoch_summary(metrics, cfg.train.epochs, time.perf_counter() - started))
-        with tempfile.TemporaryDirectory() as scratch:
-            reported = None
-            if rank == 0:
-                state = {
-                    "epoch": epoch,
-                    "metrics": metrics,
-                    "history": history,
-                    "config": loop_config["config"],
-                    "run_id": loop_config["run_id"],
-                }
-                folder = write_checkpoint(Path(scratch) / "checkpoint", model, optimizer, scheduler, state)
-                reported = ray.train.Checkpoint.from_directory(str(folder))
-                tracker.log(metrics, epoch)
-            ray.train.report(metrics, checkpoint=reported)
+        reported = None
+        if rank == 0:
+            state = {
+                "epoch": epoch,
+                "metrics": metrics,
+                "history": history,
+                "config": loop_config["config"],
+                "run_id": loop_config["run_id"],
+            }
+            folder = write_checkpoint(Path(tempfile.mkdtemp()) / "checkpoint", model, optimizer, scheduler, state)
+            reported = ray.train.Checkpoint.from_directory(str(folder))
+            tracker.log(metrics, epoch)
+        # uploaded in the background while the next epoch trains; the local copy is deleted after
+        ray.train.report(
+            metrics,
+            checkpoint=reported,
+            checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+            delete_local_checkpoint_after_upload=True,
+        )
 
 
 def _with_weights(cfg: Config, weights: dict[str, tuple[str, Any]], folder: Path) -> Config:

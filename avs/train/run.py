@@ -64,7 +64,7 @@ def train(cfg: Config, repo_root: Path = Path("."), progress: bool = True) -> di
         location = publish_shards(shards, t.shards_uri)
         train_files, val_files = (published_files(location, manifest, split) for split in ("train", "val"))
     weights = {key: _share_file(resolved["model"][key]) for key in ("backbone_weights", "audio_weights")}
-    steps_per_epoch = math.ceil(manifest["splits"]["train"]["clips"] / (t.batch_size * t.num_workers))
+    steps_per_epoch = math.ceil(manifest["splits"]["train"]["clips"] / (t.worker_batch_size * t.num_workers))
     name = run_name(cfg, manifest)
     storage = t.storage_path if "://" in t.storage_path else str((repo_root / t.storage_path).resolve())
     run_id = open_training_run(uri, cfg, resolved, manifest, name, storage)

@@ -89,12 +89,14 @@ def train_step(
     use_bf16: bool,
     where: str,
     audio_cache: AudioEmbeddingCache | None = None,
+    check_finite: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Forward (bf16 autocast when `use_bf16`), losses, backward, clipping, optimizer and scheduler step.
 
     `batch` is on the model's device; `progress` is the epoch as a fraction (the KL annealing
     reads it); `where` names the step in the error raised when the loss is not finite;
-    `audio_cache` gives a frozen audio encoder's embeddings.
+    `audio_cache` gives a frozen audio encoder's embeddings. `check_finite=False` leaves the check
+    of the loss, a host sync, to the caller (`LossMeter.raise_if_diverged`).
     Returns the loss terms (detached) and, with AMA on, `rp_gap` (`relevance_gap`: not a loss;
     NaN when the batch has no labelled frame with groups on and off the sounding objects).
     """
@@ -103,7 +105,7 @@ def train_step(
         outputs = forward(model, batch, audio_cache)
         masks, labelled = batch.masks.long(), batch.labelled
         losses = compute_losses(outputs, masks, labelled, cfg.loss, progress)
-    if not torch.isfinite(losses["total"]):
+    if check_finite and not torch.isfinite(losses["total"]):
         terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
         raise TrainingDiverged(
             f"{where}: the loss is not finite ({terms}) on clips {batch.clip_id}; "
@@ -119,6 +121,42 @@ def train_step(
     if outputs["alignments"]:
         results["rp_gap"] = relevance_gap(outputs["alignments"], masks.flatten(0, 1), labelled.flatten())
     return results
+
+
+class LossMeter:
+    """Running means of the loss terms, kept on the device: reading them costs one host sync.
+
+    A term a step lacks, or has as NaN (`rp_gap` without a labelled frame), is not averaged in;
+    a non-finite `total` is counted, and `raise_if_diverged` reports it.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+        self.diverged: torch.Tensor | None = None
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            finite = torch.isfinite(value)
+            self.sums[name] = self.sums.get(name, 0) + torch.where(finite, value.float(), 0.0)
+            self.counts[name] = self.counts.get(name, 0) + finite.float()
+        bad = (~torch.isfinite(losses["total"])).float()
+        self.diverged = bad if self.diverged is None else self.diverged + bad
+
+    def raise_if_diverged(self, where: str) -> None:
+        """Raise `TrainingDiverged` if any step since the start had a non-finite loss (one sync)."""
+        if self.diverged is not None and self.diverged.item():
+            raise TrainingDiverged(
+                f"{where}: the loss stopped being finite ({int(self.diverged.item())} steps); "
+                "lower train.lr or train.grad_clip, or check the clips"
+            )
+
+    def means(self) -> dict[str, float]:
+        names = list(self.sums)
+        if not names:
+            return {}
+        stacked = torch.stack([self.sums[n] / self.counts[n] for n in names]).tolist()  # one sync
+        return dict(zip(names, stacked))
 
 
 @torch.no_grad()
