@@ -55,10 +55,10 @@ bench: setup
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/cpu_share.py
 
-# The seeded five-row ablation (benchmarks/ablation.py): 15 trainings, about 13 minutes each on 2
+# The seeded five-row ablation (experiments/ablation.py): 15 trainings, about 13 minutes each on 2
 # cores; resumable, finished runs are kept in benchmarks/results/ablation/.
 ablation: repro
-	$(BIN)/python benchmarks/ablation.py
+	$(BIN)/python experiments/ablation.py
 
 # Re-pin every package after changing requirements.txt.
 lock: $(INSTALLED)

@@ -10,7 +10,7 @@ and not run again, so the table fills over several sittings. Then the table of m
 seeds and the paired difference full - baseline per seed go to benchmarks/results/ablation.md.
 
 About 13 minutes per run on 2 CPU cores. Run from the repository root after `dvc repro`
-(shards and weights): `make ablation`, or `python benchmarks/ablation.py --seeds 0 --variants paper`.
+(shards and weights): `make ablation`, or `python experiments/ablation.py --seeds 0 --variants paper`.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def table(results: dict[tuple[str, int], dict], budget: str) -> str:
     lines = [
         "# Seeded ablation on the embedded set (test split)",
         "",
-        "Made by `make ablation` (benchmarks/ablation.py): each row is a whole training and evaluation",
+        "Made by `make ablation` (experiments/ablation.py): each row is a whole training and evaluation",
         f"at the default params except its switches, {budget}, 2-core CPU, fp32; mean ± std over the",
         "seeds that have run (a row with fewer than 3 seeds says so).",
         "",
