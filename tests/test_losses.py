@@ -162,31 +162,24 @@ def test_binding_loss_skips_unlabelled_and_empty_frames_and_same_clip_negatives(
     assert none.item() == 0 and pixels.grad is not None
 
 
-def test_training_targets_are_the_sounding_or_every_visible_object():
+def test_validation_records_no_gradients():
     from avs.data.batch import ClipBatch
-    from avs.train.step import training_targets
 
     sounding = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     sounding[:, :, :4] = 1
-    visible = sounding.clone()
-    visible[:, :, 6:] = 1  # a silent object too
     batch = ClipBatch(
         frames=torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8),
         audio=torch.zeros(2, 3, 16000),
         masks=sounding,
         labelled=torch.tensor([[True, True, False]] * 2),
         sounding=torch.ones(2, 3, dtype=torch.bool),
-        visible=visible,
+        visible=sounding.clone(),
         has_visible=torch.tensor([True, True]),
         subset=["ms3", "ms3"],
         clip_id=["a", "b"],
     )
-    masks, labelled = training_targets(batch, "sounding")
-    assert torch.equal(masks, sounding.long()) and torch.equal(labelled, batch.labelled)
-    masks, labelled = training_targets(batch, "visible")
-    assert torch.equal(masks, visible.long()) and torch.equal(labelled, batch.labelled)
 
-    # validation never records gradients (its decorator once slipped onto the targets function)
+    # (its no_grad decorator once slipped onto another function)
     from avs.train.step import validate
 
     class Recorder(torch.nn.Module):
