@@ -53,10 +53,11 @@ def test_the_loss_meter_averages_finite_terms_and_reports_divergence():
     from avs.train.step import LossMeter, TrainingDiverged
 
     meter = LossMeter()
-    meter.add({"total": torch.tensor(2.0), "rp_gap": torch.tensor(float("nan"))})
-    meter.add({"total": torch.tensor(4.0), "rp_gap": torch.tensor(0.5)})
+    nan = torch.tensor(float("nan"))
+    meter.add({"total": torch.tensor(2.0), "rp_gap": nan, "never": nan})
+    meter.add({"total": torch.tensor(4.0), "rp_gap": torch.tensor(0.5), "never": nan})
     meter.raise_if_diverged("epoch 0")  # all finite: nothing raised
-    assert meter.means() == {"total": 3.0, "rp_gap": 0.5}  # a NaN term is left out of its mean
+    assert meter.means() == {"total": 3.0, "rp_gap": 0.5}  # NaN left out of a mean; a never-finite term dropped
     meter.add({"total": torch.tensor(float("inf")), "rp_gap": torch.tensor(0.1)})
     with pytest.raises(TrainingDiverged, match="epoch 1, steps 0-2: the loss stopped being finite .1 steps."):
         meter.raise_if_diverged("epoch 1, steps 0-2")

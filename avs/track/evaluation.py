@@ -10,7 +10,7 @@ from typing import Any
 
 from avs.config import Config
 from avs.paths import metrics_dir, model_dir, report_dir
-from avs.track.runs import get_or_create_experiment
+from avs.track.runs import existing_run, get_or_create_experiment
 from avs.track.runs import tracking_uri as default_tracking_uri
 
 
@@ -20,7 +20,6 @@ def log_evaluation(
     """Log the evaluate stage's metrics and pictures to the training's run when the store has it,
     else to a new run; returns its id, and with `record` writes it to the report folder's mlflow.json."""
     from mlflow.entities import Metric
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     repo_root = repo_root.resolve()
@@ -29,11 +28,7 @@ def log_evaluation(
     metrics_file = metrics_dir(repo_root) / "evaluate.json"
     client = MlflowClient(uri)
     state = json.loads((folder / "state.json").read_text()) if (folder / "state.json").is_file() else {}
-    run_id = state.get("run_id")
-    try:
-        run_id = client.get_run(run_id).info.run_id if run_id else None
-    except MlflowException:
-        run_id = None
+    run_id = existing_run(client, state.get("run_id"))
     if run_id is None:  # e.g. a model trained against another tracking store
         experiment_id = get_or_create_experiment(client, uri, cfg.train.experiment)
         run_id = client.create_run(

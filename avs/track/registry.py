@@ -19,6 +19,7 @@ from avs.model.saved import CONFIG_FILE, MODEL_FILE
 from avs.model.weights import WeightsError
 from avs.paths import metrics_dir, model_dir, registered_file, report_dir
 from avs.track.evaluation import log_evaluation
+from avs.track.runs import existing_run
 from avs.track.runs import tracking_uri as default_tracking_uri
 
 CHAMPION = "champion"
@@ -65,7 +66,7 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     metrics = json.loads(evaluation.read_text())
     run_id = json.loads(run_file.read_text())["run_id"]
     uri = uri or default_tracking_uri(cfg, repo_root)
-    if not _run_exists(uri, run_id):  # evaluated against another store: log the evaluation to this one
+    if existing_run(_client(uri), run_id) is None:  # evaluated against another store: log the evaluation to this one
         run_id = log_evaluation(cfg, repo_root, metrics, uri, record=False)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -110,16 +111,6 @@ def register(cfg: Config, repo_root: Path = Path("."), uri: str | None = None) -
     }
     registered_file(cfg, repo_root).write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def _run_exists(uri: str, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        _client(uri).get_run(run_id)
-    except MlflowException:
-        return False
-    return True
 
 
 # What loading and running the registered model imports, besides the code it ships.

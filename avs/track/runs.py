@@ -24,6 +24,18 @@ def tracking_uri(cfg: Config, repo_root: Path = Path(".")) -> str:
     )
 
 
+def existing_run(client, run_id: str | None) -> str | None:
+    """`run_id` if the client's store has that run, else None (a run logged to another store)."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id).info.run_id
+    except MlflowException:
+        return None
+
+
 def get_or_create_experiment(client, uri: str, name: str) -> str:
     """The id of experiment `name`, created if needed.
 

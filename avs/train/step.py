@@ -155,8 +155,9 @@ class LossMeter:
         names = list(self.sums)
         if not names:
             return {}
-        stacked = torch.stack([self.sums[n] / self.counts[n] for n in names]).tolist()  # one sync
-        return dict(zip(names, stacked))
+        sums, counts = torch.stack([self.sums[n] for n in names]), torch.stack([self.counts[n] for n in names])
+        # one sync; a term that was never finite is left out, as it is of each step's mean
+        return {n: s / c for n, s, c in zip(names, sums.tolist(), counts.tolist()) if c}
 
 
 @torch.no_grad()
