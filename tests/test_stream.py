@@ -229,3 +229,18 @@ def test_shards_are_read_into_blocks_that_decode_in_parallel(tmp_path, monkeypat
         )  # the choice of reader does not leak
     finally:
         ray.shutdown()
+
+
+def test_shards_publish_once_to_a_shared_mount(stamps_repo, tmp_path):
+    from pathlib import Path
+
+    from avs.data.preprocess import read_manifest
+    from avs.data.publish import publish_shards, published_files
+
+    shards = stamps_repo / "data" / "shards" / "stamps"
+    location = publish_shards(shards, str(tmp_path / "mount"))
+    manifest = read_manifest(shards)
+    files = published_files(location, manifest, "train")
+    assert files and all(Path(f).read_bytes() == (shards / Path(f).relative_to(location)).read_bytes() for f in files)
+    assert (Path(location) / "manifest.json").is_file()
+    assert publish_shards(shards, str(tmp_path / "mount")) == location  # complete: not copied again

@@ -45,16 +45,16 @@ def publish_shards(shards_dir: Path, uri: str) -> str:
     if filesystem.get_file_info(f"{root}/{MANIFEST}").type != pafs.FileType.NotFound:
         return location  # complete: the manifest is the last file written
     local = pafs.LocalFileSystem()
-    for split in manifest["splits"].values():
-        for shard in split["shards"]:
-            source = shards_dir / shard["path"]
-            target = f"{root}/{shard['path']}"
+    files = [shard["path"] for split in manifest["splits"].values() for shard in split["shards"]] + [MANIFEST]
+    for name in files:  # the manifest last: it marks the folder complete
+        target = f"{root}/{name}"
+        try:
             filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            pafs.copy_files(str(source.resolve()), target, source_filesystem=local, destination_filesystem=filesystem)
-    pafs.copy_files(
-        str((shards_dir / MANIFEST).resolve()), f"{root}/{MANIFEST}", source_filesystem=local,
-        destination_filesystem=filesystem,
-    )
+            pafs.copy_files(
+                str((shards_dir / name).resolve()), target, source_filesystem=local, destination_filesystem=filesystem
+            )
+        except OSError as err:
+            raise DataError(shards_dir / name, f"train.shards_uri: could not copy it to {location}: {err}") from err
     return location
 
 
