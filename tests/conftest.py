@@ -123,6 +123,7 @@ def make_tiny_project(project: Path) -> Path:
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     dvc(project, "init", "-q")
+    shutil.copy(REPO / ".dvcignore", project)  # after `dvc init`, which writes an empty one
     return project
 
 

@@ -57,6 +57,10 @@ def test_repro_runs_once_and_reruns_only_what_changed(project):
 
     again = _dvc(project, "repro")
     assert "Running stage" not in again and "up to date" in again
+    # bytecode Python writes beside the code (unless PYTHONDONTWRITEBYTECODE) is not a change to it
+    (project / "avs/model/__pycache__").mkdir(exist_ok=True)
+    (project / "avs/model/__pycache__/ravs.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    assert "up to date" in _dvc(project, "status"), _dvc(project, "status")
 
     # where it runs is not the model: no stage goes stale; a new tracking URI re-registers only
     original = (project / "params.yaml").read_text()
