@@ -9,8 +9,11 @@ Its result goes to `benchmarks/results/ablation/<variant>-s<seed>.json` with the
 and not run again, so the table fills over several sittings. Then the table of mean +- std over
 seeds and the paired difference full - baseline per seed go to benchmarks/results/ablation.md.
 
-About 13 minutes per run on 2 CPU cores. Run from the repository root after `dvc repro`
+About 19 minutes per run on 2 CPU cores. Run from the repository root after `dvc repro`
 (shards and weights): `make ablation`, or `python experiments/ablation.py --seeds 0 --variants paper`.
+`--jobs 2` runs two at once, each with its own local Ray instance and half the cores; Ray Train's
+placement-group cleaner then logs "Found multiple active Ray instances" (it cannot tell which is
+its own), which costs nothing while the runs finish.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from avs.config import load_config
@@ -71,8 +76,12 @@ def expected_name(variant: str, seed: int, params: Path) -> str:
     return run_name(cfg, read_manifest(shards_dir(cfg, Path("."))))
 
 
-def run_one(variant: str, seed: int, params: Path, name: str) -> dict:
-    """Train and evaluate in a scratch folder; returns {"name", "train", "evaluate", "seconds"}."""
+def run_one(variant: str, seed: int, params: Path, name: str, threads: int = 0) -> dict:
+    """Train and evaluate in a scratch folder; returns {"name", "train", "evaluate", "seconds"}.
+
+    `threads` > 0 caps the training worker's torch threads (`train.threads_per_worker`, a runtime
+    setting: not part of the run's name), so that several runs can share the machine's cores.
+    """
     root = SCRATCH / f"{variant}-s{seed}"
     shutil.rmtree(root, ignore_errors=True)
     (root / "data").mkdir(parents=True)
@@ -81,7 +90,8 @@ def run_one(variant: str, seed: int, params: Path, name: str) -> dict:
         if Path(linked).exists():
             (root / linked).symlink_to(Path(linked).resolve())
     avs = str(Path(sys.executable).with_name("avs"))
-    sets = [a for o in overrides(variant, seed) for a in ("--set", o)]
+    runtime = [f"train.threads_per_worker={threads}"] if threads else []
+    sets = [a for o in [*overrides(variant, seed), *runtime] for a in ("--set", o)]
     started = time.perf_counter()
     for command in ("train", "evaluate"):
         log = root / f"{command}.log"
@@ -179,6 +189,13 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--skip-runs", action="store_true", help="only tabulate the results that exist")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.md"))
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once, each with the machine's cores over JOBS torch threads; on CPU, 2 jobs of 1 thread "
+        "finish more runs per hour than 1 of 2 (a worker's intra-op threads scale poorly at this size)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, int], dict] = {}
@@ -188,15 +205,23 @@ def main() -> None:
         if path.exists() and (kept := json.loads(path.read_text()))["name"] == name:
             results[(variant, seed)] = kept
     # seed-major: one seed of every row first, so a partial table still compares the rows
-    for seed in args.seeds:
-        for variant in args.variants:
-            if (variant, seed) in results or args.skip_runs:
-                continue
-            path, name = RESULTS / f"{variant}-s{seed}.json", names[(variant, seed)]
-            print(f"ablation: {variant} seed {seed} ({' '.join(overrides(variant, seed))}), run {name}", flush=True)
-            results[(variant, seed)] = run_one(variant, seed, args.params, name)
-            path.write_text(json.dumps(results[(variant, seed)], indent=1) + "\n")
-            args.out.write_text(table(results, budget(args.params)))  # after every run: nothing lost on a stop
+    todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in results and not args.skip_runs]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
+    written = threading.Lock()
+
+    def run_and_keep(variant: str, seed: int) -> None:
+        path, name = RESULTS / f"{variant}-s{seed}.json", names[(variant, seed)]
+        print(f"ablation: {variant} seed {seed} ({' '.join(overrides(variant, seed))}), run {name}", flush=True)
+        result = run_one(variant, seed, args.params, name, threads)
+        with written:  # after every run: nothing lost on a stop
+            results[(variant, seed)] = result
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            args.out.write_text(table(results, budget(args.params)))
+        print(f"ablation: {variant} seed {seed} done in {result['seconds']} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for future in [pool.submit(run_and_keep, v, s) for v, s in todo]:
+            future.result()
     args.out.write_text(table(results, budget(args.params)))
     print(args.out.read_text())
 
