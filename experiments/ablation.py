@@ -11,7 +11,8 @@ seeds and the paired difference full - baseline per seed go to benchmarks/result
 
 About 19 minutes per run on 2 CPU cores. Run from the repository root after `dvc repro`
 (shards and weights): `make ablation`, or `python experiments/ablation.py --seeds 0 --variants paper`.
-`--jobs 2` runs two at once, each with its own local Ray instance and half the cores; Ray Train's
+`--jobs 2` runs two at once, each with its own local Ray instance and a training worker on half the
+cores (evaluation still uses them all); a failed run stops new ones from starting. Ray Train's
 placement-group cleaner then logs "Found multiple active Ray instances" (it cannot tell which is
 its own), which costs nothing while the runs finish.
 """
@@ -27,8 +28,9 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
 
 from avs.config import load_config
 from avs.data.preprocess import read_manifest
@@ -197,6 +199,8 @@ def main() -> None:
         "finish more runs per hour than 1 of 2 (a worker's intra-op threads scale poorly at this size)",
     )
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs: {args.jobs}: at least 1 run at once")
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, int], dict] = {}
     names = {(v, s): expected_name(v, s, args.params) for v in VARIANTS for s in SEEDS}
@@ -219,11 +223,31 @@ def main() -> None:
             args.out.write_text(table(results, budget(args.params)))
         print(f"ablation: {variant} seed {seed} done in {result['seconds']} s", flush=True)
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for future in [pool.submit(run_and_keep, v, s) for v, s in todo]:
-            future.result()
+    run_all(todo, args.jobs, run_and_keep)
     args.out.write_text(table(results, budget(args.params)))
     print(args.out.read_text())
+
+
+def run_all(todo: list[tuple[str, int]], jobs: int, work: Callable[[str, int], None]) -> None:
+    """`work(variant, seed)` for each of `todo`, `jobs` at a time, in order.
+
+    The first failure cancels the runs not yet started and is raised once the running ones have
+    finished (each keeps its result), as one run at a time stops at its first failure.
+    """
+    failed = threading.Event()
+
+    def guarded(variant: str, seed: int) -> None:
+        if failed.is_set():  # checked by the worker thread itself: a freed thread takes no new run
+            return
+        try:
+            work(variant, seed)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in as_completed([pool.submit(guarded, variant, seed) for variant, seed in todo]):
+            future.result()
 
 
 def budget(params: Path) -> str:
